@@ -1,0 +1,50 @@
+# secops: `make run` (demo) and `make test` (the whole suite, as CI runs it).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates
+TOOLS  := restic rclone gpg /usr/sbin/sshd ssh
+
+.PHONY: all deps venv run test lint typecheck unit bench clean
+
+all: test
+
+deps: ## system programs: through apt when root, else says what is missing
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	  else echo "missing:$$missing; install with: sudo apt-get install $(APT_PACKAGES)"; exit 3; fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: deps venv ## the demo: sample election folder, local + append-only off-site target
+	$(BIN)/secops --config configs/demo.toml demo
+
+lint: venv
+	$(BIN)/ruff check secops tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+test: deps venv lint typecheck
+	$(BIN)/pytest -q
+
+bench: deps venv
+	$(BIN)/python bench/backup_bench.py
+
+clean:
+	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Backups: the restic adapter, targets, the multi-target engine and retention."""

@@ -1,0 +1,183 @@
+"""Back up every watched folder to every target; one failing target never stops the others.
+
+The engine wires config, state layout and the restic adapter together: it builds a ``Repo``
+per target, fails fast on unreachable network targets, retries on lock contention (restic
+0.14 has no ``--retry-lock``) and reports one ``TargetResult`` per target.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from secops.backup.models import Progress, Snapshot, TargetResult
+from secops.backup.restic import Repo, Restic
+from secops.backup.retention import forget_args, snapshot_tags
+from secops.backup.targets import parse_repository, preflight, ssh_command
+from secops.clock import Clock, SystemClock
+from secops.config.schema import Config, Target
+from secops.errors import (
+    BackupError,
+    RepositoryLocked,
+    SecopsError,
+    TargetUnreachable,
+    UsageError,
+)
+from secops.files import check_secret_file, read_env_file
+from secops.layout import StateDir
+
+T = TypeVar("T")
+REASONS = ("manual", "change", "schedule", "incident")
+
+
+def repo_for(cfg: Config, target: Target) -> Repo:
+    """The ``Repo`` for ``target``: password, env file and ssh pinning checked here."""
+    state = StateDir(Path(cfg.paths.state_dir))
+    pw = Path(target.password_file) if target.password_file else state.password_file(target.name)
+    check_secret_file(pw, f"password file of target {target.name!r}")
+    extra_env = read_env_file(Path(target.env_file)) if target.env_file else {}
+    options: tuple[str, ...] = ()
+    ep = parse_repository(target.repository)
+    if ep.kind == "sftp":
+        kh = state.known_hosts(target.name)
+        if not kh.exists():
+            raise BackupError(
+                f"target {target.name!r}: its SSH host key is not pinned yet ({kh} is missing)",
+                target=target.name, hint="run 'secops init'")
+        identity = Path(target.ssh_identity) if target.ssh_identity else None
+        if identity is not None:
+            check_secret_file(identity, f"ssh_identity of target {target.name!r}")
+        cmd = ssh_command(ep, identity, kh, cfg.backup.connect_timeout_seconds)
+        options = ("-o", f"sftp.command={cmd}")
+    return Repo(name=target.name, repository=target.repository, password_file=pw,
+                cache_dir=state.cache, home=state.root, extra_env=extra_env, options=options)
+
+
+def select_targets(cfg: Config, name: str | None) -> list[Target]:
+    return [cfg.target(name)] if name else list(cfg.backup.targets)
+
+
+@dataclass
+class Engine:
+    cfg: Config
+    restic: Restic
+    clock: Clock
+
+    @classmethod
+    def from_config(cls, cfg: Config, clock: Clock | None = None) -> Engine:
+        return cls(cfg, Restic(cfg.backup.restic_binary, cfg.backup.timeout_seconds),
+                   clock or SystemClock())
+
+    def open(self, target: Target) -> Repo:
+        """The target's repo after a fast reachability check."""
+        repo = repo_for(self.cfg, target)
+        preflight(target.name, parse_repository(target.repository),
+                  self.cfg.backup.connect_timeout_seconds)
+        return repo
+
+    def with_lock_retry(self, repo: Repo, op: Callable[[], T]) -> T:
+        """Run ``op``; while the repository is locked, remove stale locks and back off."""
+        deadline = self.clock.monotonic() + self.cfg.backup.lock_wait_seconds
+        delay = 1.0
+        while True:
+            try:
+                return op()
+            except RepositoryLocked:
+                if self.clock.monotonic() + delay > deadline:
+                    raise
+                self.restic.unlock(repo)  # stale locks only; a refusal is not fatal
+                self.clock.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def backup_target(self, target: Target, reason: str, extra_tags: tuple[str, ...] = (),
+                      on_progress: Callable[[Progress], None] | None = None) -> TargetResult:
+        start = time.monotonic()
+        try:
+            repo = self.open(target)
+            tags = snapshot_tags(self.cfg.office.code, reason, extra_tags)
+            summary = self.with_lock_retry(repo, lambda: self.restic.backup(
+                repo, self.cfg.paths.watch, tags=tags, excludes=self.cfg.paths.exclude,
+                on_progress=on_progress))
+        except SecopsError as e:
+            return TargetResult(target.name, ok=False, duration_s=time.monotonic() - start,
+                                error=str(e))
+        return TargetResult(
+            target.name, ok=True, snapshot_id=summary.snapshot_id, files_new=summary.files_new,
+            files_changed=summary.files_changed, data_added=summary.data_added,
+            duration_s=time.monotonic() - start, warnings=list(summary.warnings))
+
+    def backup(self, target_name: str | None = None, reason: str = "manual",
+               extra_tags: tuple[str, ...] = (),
+               on_progress: Callable[[str, Progress], None] | None = None
+               ) -> list[TargetResult]:
+        """Back up every (or one) target; each result says ok or why not."""
+        if reason not in REASONS:
+            raise UsageError(f"unknown backup reason {reason!r} (one of {', '.join(REASONS)})")
+        results = []
+        for target in select_targets(self.cfg, target_name):
+            cb = _bind(on_progress, target.name)
+            results.append(self.backup_target(target, reason, extra_tags, cb))
+        return results
+
+    def snapshots(self, target_name: str | None = None
+                  ) -> tuple[list[Snapshot], list[tuple[str, SecopsError]]]:
+        snaps: list[Snapshot] = []
+        failures: list[tuple[str, SecopsError]] = []
+        for target in select_targets(self.cfg, target_name):
+            try:
+                repo = self.open(target)
+                snaps += self._list(repo)
+            except SecopsError as e:
+                failures.append((target.name, e))
+        return snaps, failures
+
+    def _list(self, repo: Repo) -> list[Snapshot]:
+        return self.with_lock_retry(repo, lambda: self.restic.snapshots(repo))
+
+    def retention(self, target_name: str | None = None, dry_run: bool = False
+                  ) -> list[dict[str, Any]]:
+        """Apply ``[backup.retention]`` on targets that are not append-only."""
+        args = forget_args(self.cfg.backup.retention, self.cfg.office.code)
+        out: list[dict[str, Any]] = []
+        for target in select_targets(self.cfg, target_name):
+            row: dict[str, Any] = {"target": target.name, "ok": True, "removed": [],
+                                   "kept": 0, "skipped": None, "error": None}
+            out.append(row)
+            if target.append_only:
+                row["skipped"] = "append-only target: retention is the server owner's job"
+                continue
+            if not args:
+                row["skipped"] = "no retention policy configured: everything is kept"
+                continue
+            try:
+                row.update(self._forget(target, args, dry_run))
+            except SecopsError as e:
+                row.update(ok=False, error=str(e))
+        return out
+
+    def _forget(self, target: Target, args: list[str], dry_run: bool) -> dict[str, Any]:
+        repo = self.open(target)
+        groups = self.with_lock_retry(
+            repo, lambda: self.restic.forget(repo, args, dry_run=dry_run))
+        removed = [s["id"] for g in groups for s in (g.get("remove") or [])]
+        kept = sum(len(g.get("keep") or []) for g in groups)
+        if removed and not dry_run and self.cfg.backup.retention.prune:
+            self.with_lock_retry(repo, lambda: self.restic.prune(repo))
+        return {"removed": removed, "kept": kept}
+
+
+def _bind(cb: Callable[[str, Progress], None] | None, name: str
+          ) -> Callable[[Progress], None] | None:
+    if cb is None:
+        return None
+    return lambda p: cb(name, p)
+
+
+def failed_names(results: Iterable[TargetResult]) -> Sequence[str]:
+    return [r.target for r in results if not r.ok]
+
+
+__all__ = ["Engine", "TargetUnreachable", "failed_names", "repo_for", "select_targets"]

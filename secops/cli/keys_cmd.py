@@ -1,0 +1,100 @@
+"""``secops keys escrow | recover | export-public``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from secops.cli.context import AppContext
+from secops.cli.render import console, emit_json
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Escrow, recover and export the office's keys."""
+
+
+@keys_group.command("escrow")
+@click.option("--to", "recipients", multiple=True, metavar="FPR|FILE", required=True,
+              help="A custodian's key fingerprint (in the office keyring) or public key file.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the escrow file (default: state_dir/escrow/).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def escrow(app: AppContext, recipients: tuple[str, ...], out: Path | None, as_json: bool) -> int:
+    """Write restic passwords and office keys, GPG-encrypted to the custodians."""
+    from secops.clock import SystemClock
+    from secops.keys.escrow import write_escrow
+
+    path = write_escrow(app.config(), list(recipients), out, SystemClock())
+    if as_json:
+        emit_json({"escrow": str(path), "recipients": list(recipients)})
+    else:
+        console().print(f"Escrow written to {path}\nHand a copy to each custodian; it opens "
+                        "only with their private key.")
+    return 0
+
+
+@keys_group.command("recover")
+@click.argument("escrow_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
+              help="The custodian's GnuPG home (default: $GNUPGHOME or ~/.gnupg).")
+@click.option("--force", is_flag=True, help="Overwrite existing keys that differ.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def recover(app: AppContext, escrow_file: Path, gnupghome: Path | None, force: bool,
+            as_json: bool) -> int:
+    """Restore restic passwords and office keys from an escrow file (e.g. on a new machine)."""
+    from secops.keys.escrow import recover as do_recover
+
+    home = gnupghome or Path(os.environ.get("GNUPGHOME") or Path.home() / ".gnupg")
+    result = do_recover(app.config(), escrow_file, home, force)
+    if as_json:
+        emit_json(vars(result))
+    else:
+        con = console()
+        for p in result.written:
+            con.print(f"[green]written[/]   {p}")
+        for p in result.unchanged:
+            con.print(f"[dim]unchanged[/] {p}")
+        signer = result.signer or "unknown"
+        state = "good" if result.signature_valid else "not checked (office public key unknown)"
+        con.print(f"Escrow signed by {signer}: {state}.")
+        con.print("Next: secops snapshots, then secops restore (or a drill).")
+    return 0
+
+
+@keys_group.command("export-public")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write office-gpg.asc and office-ed25519.pub into.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def export_public(app: AppContext, out: Path | None, as_json: bool) -> int:
+    """The office's public keys (GPG, Ed25519) for the police and custodians."""
+    from secops.errors import SigningError
+    from secops.keys.gpg import Gpg
+    from secops.layout import StateDir
+
+    state = StateDir(Path(app.config().paths.state_dir))
+    gpg = Gpg(state.gnupg)
+    fprs = gpg.secret_fingerprints()
+    if not fprs or not state.ed25519_pub.exists():
+        raise SigningError("the office keys do not exist yet", hint="run 'secops init'")
+    armored = gpg.export_public(fprs[0])
+    ed = state.ed25519_pub.read_text(encoding="ascii")
+    doc = {"gpg_fingerprint": fprs[0], "gpg_public_key": armored, "ed25519_public_pem": ed}
+    if out is not None:
+        from secops.files import atomic_write
+
+        atomic_write(out / "office-gpg.asc", armored.encode("ascii"), 0o644)
+        atomic_write(out / "office-ed25519.pub", ed.encode("ascii"), 0o644)
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(f"GPG fingerprint: {fprs[0]}\n\n{armored}\nEd25519 public key:\n{ed}")
+    return 0
+
+
+COMMANDS = [keys_group]

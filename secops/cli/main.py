@@ -1,0 +1,54 @@
+"""``secops``: entry point. Errors are caught here, in exactly one place."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from secops import __version__
+from secops.cli.context import AppContext
+from secops.errors import SecopsError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", envvar=None,
+              help="Config file (default: $SECOPS_CONFIG, else /etc/secops/secops.toml).")
+@click.option("--log-json", is_flag=True, help="Operational logs as JSON lines on stderr.")
+@click.version_option(__version__, prog_name="secops")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, log_json: bool) -> None:
+    """Backup, integrity monitoring and incident response for commune election data."""
+    ctx.obj = AppContext(config_path, log_json)
+
+
+def _register() -> None:
+    from secops.cli import backup_cmd, config_cmd, demo_cmd, init_cmd, keys_cmd
+
+    for module in (backup_cmd, config_cmd, demo_cmd, init_cmd, keys_cmd):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; exit with the documented code, never with a traceback for our errors."""
+    from secops.cli.render import error
+
+    try:
+        rv = cli.main(args=argv, prog_name="secops", standalone_mode=False)
+    except SecopsError as e:
+        error(str(e))
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("secops: interrupted\n")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.stderr.write("secops: interrupted\n")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    sys.exit(rv if isinstance(rv, int) else 0)

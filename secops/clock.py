@@ -1,0 +1,41 @@
+"""Time: an injectable clock and the one ISO-8601 UTC format used in JSON."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+    def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def iso_utc(dt: datetime) -> str:
+    """``2026-03-15T07:00:00Z``: UTC, second precision, with a ``Z``."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_restic_time(text: str) -> datetime:
+    """Parse restic's RFC 3339 times (nanoseconds, offset) into an aware datetime."""
+    text = _FRACTION.sub(r"\1", text.strip()).replace("Z", "+00:00")
+    return datetime.fromisoformat(text)

@@ -1,0 +1,84 @@
+"""The typed configuration schema (DESIGN.md, "Configuration").
+
+msgspec structs with unknown fields forbidden: a misspelt key is an error, never ignored.
+Only structure and value ranges live here; checks that touch the file system are in
+``loader.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+Duration = Annotated[str, msgspec.Meta(pattern=r"^(\d+[yMwdhm])+$")]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class Office(_Strict, kw_only=True, frozen=True):
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    code: Name
+    language: Literal["vi", "en"] = "vi"
+
+
+class Paths(_Strict, kw_only=True, frozen=True):
+    state_dir: str = "/var/lib/secops"
+    watch: Annotated[list[str], msgspec.Meta(min_length=1)]
+    exclude: list[str] = msgspec.field(default_factory=list)
+
+
+class Retention(_Strict, kw_only=True, frozen=True):
+    keep_within: Duration | None = None
+    keep_last: PositiveInt | None = None
+    keep_hourly: PositiveInt | None = None
+    keep_daily: PositiveInt | None = None
+    keep_weekly: PositiveInt | None = None
+    keep_monthly: PositiveInt | None = None
+    keep_yearly: PositiveInt | None = None
+    prune: bool = True
+
+
+class Target(_Strict, kw_only=True, frozen=True):
+    name: Name
+    repository: Annotated[str, msgspec.Meta(min_length=1)]
+    append_only: bool = False
+    env_file: str | None = None
+    password_file: str | None = None
+    # sftp targets: the private key to log in with and the pinned host key fingerprint
+    # ("SHA256:..." as `ssh-keygen -lf` prints it, obtained from the server's owner).
+    ssh_identity: str | None = None
+    ssh_host_key_fingerprint: str | None = None
+
+
+class Backup(_Strict, kw_only=True, frozen=True):
+    debounce_seconds: Seconds = 5.0
+    max_delay_seconds: Seconds = 60.0
+    restic_binary: str = "restic"
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 6 * 3600.0
+    lock_wait_seconds: Seconds = 120.0
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    retention: Retention = msgspec.field(default_factory=Retention)
+    targets: Annotated[list[Target], msgspec.Meta(min_length=1)]
+
+
+class Config(_Strict, kw_only=True, frozen=True):
+    office: Office
+    paths: Paths
+    backup: Backup
+    # Where the file was loaded from; filled by the loader, never read from TOML.
+    source: str = ""
+
+    def target(self, name: str) -> Target:
+        for t in self.backup.targets:
+            if t.name == name:
+                return t
+        from secops.errors import UsageError
+
+        names = ", ".join(t.name for t in self.backup.targets)
+        raise UsageError(f"no target named {name!r} in {self.source} (targets: {names})")

@@ -1,0 +1,1 @@
+"""The demo: a generated sample election folder and a scripted tour."""

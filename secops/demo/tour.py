@@ -1,0 +1,127 @@
+"""``secops demo``: the scripted tour on the demo configuration.
+
+It generates the sample election folder, starts a local append-only "off-site" server
+(``rclone serve restic --append-only``) when the config points at one on loopback, runs
+``init`` and two backups (before and after a change), and lists the snapshots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from secops import process
+from secops.backup.engine import Engine
+from secops.backup.targets import parse_repository
+from secops.cli.render import console, human_bytes
+from secops.config.schema import Config
+from secops.demo.sample import generate
+from secops.errors import OperationalError, ToolMissing
+from secops.provision import initialise
+
+
+def run_tour(cfg: Config, keep_server: bool = False) -> int:
+    con = console()
+    root = Path(cfg.paths.watch[0])
+    if not root.exists() or not any(root.iterdir()):
+        stats = generate(root)
+        con.print(f"[bold]1.[/] Sample election folder generated: {root} "
+                  f"({stats.files} files, {human_bytes(stats.bytes)})")
+    else:
+        con.print(f"[bold]1.[/] Using the existing election folder {root}")
+    with _offsite_servers(cfg, keep_server) as started:
+        for url in started:
+            con.print(f"[bold]2.[/] Off-site append-only server started: {url}")
+        report = initialise(cfg, Engine.from_config(cfg))
+        con.print(f"[bold]3.[/] secops init: {len(report.steps)} steps, "
+                  f"{sum(s.status == 'created' for s in report.steps)} created, "
+                  f"{len(report.failed)} failed")
+        for step in report.failed:
+            con.print(f"   [red]{step.what}: {step.detail}[/]")
+        engine = Engine.from_config(cfg)
+        ok = _backup(engine, "manual", "4.", "first backup")
+        sheet = root / "bien-ban-kiem-phieu" / "to-bau-cu-01.txt"
+        if sheet.exists():
+            with sheet.open("a", encoding="utf-8") as f:
+                f.write(f"Ghi chú bổ sung lúc {time.strftime('%H:%M:%S')}\n")
+            con.print(f"[bold]5.[/] Changed {sheet.relative_to(root)}")
+        ok = _backup(engine, "change", "6.", "backup after the change") and ok
+        snaps, failures = engine.snapshots()
+        con.print(f"[bold]7.[/] {len(snaps)} snapshots across "
+                  f"{len(cfg.backup.targets)} targets:")
+        for s in snaps:
+            con.print(f"   {s.target:<10} {s.short_id}  {s.time.astimezone():%H:%M:%S}  "
+                      f"{', '.join(t for t in s.tags if t != 'secops')}")
+        for name, e in failures:
+            con.print(f"   [red]{name}: {e}[/]")
+        return 0 if ok and not failures and not report.failed else 3
+
+
+def _backup(engine: Engine, reason: str, step: str, title: str) -> bool:
+    con = console()
+    results = engine.backup(reason=reason)
+    con.print(f"[bold]{step}[/] {title}:")
+    for r in results:
+        if r.ok:
+            con.print(f"   {r.target:<10} [green]ok[/] snapshot {(r.snapshot_id or '')[:8]}, "
+                      f"{r.files_new} new, {r.files_changed} changed, "
+                      f"{human_bytes(r.data_added)} added, {r.duration_s:.1f} s")
+        else:
+            con.print(f"   {r.target:<10} [red]FAILED[/] {r.error}")
+    return all(r.ok for r in results)
+
+
+@contextlib.contextmanager
+def _offsite_servers(cfg: Config, keep: bool) -> Iterator[list[str]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    started: list[str] = []
+    try:
+        for t in cfg.backup.targets:
+            ep = parse_repository(t.repository)
+            if ep.kind != "rest" or ep.host not in ("127.0.0.1", "localhost") or not ep.port:
+                continue
+            if _listening(ep.host, ep.port):
+                continue
+            folder = Path(cfg.paths.state_dir).parent / f"offsite-server-{t.name}"
+            procs.append(_start_rclone(ep.host, ep.port, folder, t.append_only))
+            started.append(t.repository)
+        yield started
+    finally:
+        if not keep:
+            for p in procs:
+                p.terminate()
+                p.wait(timeout=10)
+
+
+def _start_rclone(host: str, port: int, folder: Path, append_only: bool
+                  ) -> subprocess.Popen[bytes]:
+    if shutil.which("rclone") is None:
+        raise ToolMissing("rclone is needed for the demo's off-site server",
+                          hint="apt-get install rclone")
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = ["rclone", "serve", "restic", "--addr", f"{host}:{port}", "--config", "/dev/null"]
+    if append_only:
+        argv.append("--append-only")
+    proc = subprocess.Popen([*argv, str(folder)], env=process.base_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 15
+    while not _listening(host, port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise OperationalError(f"the demo off-site server on {host}:{port} did not start")
+        time.sleep(0.1)
+    return proc
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

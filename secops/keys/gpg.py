@@ -1,0 +1,93 @@
+"""The GnuPG adapter (python-gnupg), always on an explicit home folder.
+
+Foreign failures become ``SigningError`` (or ``ToolMissing`` when gpg is absent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from secops.errors import SigningError, ToolMissing
+from secops.files import ensure_private_dir
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    data: bytes
+    signer_fingerprint: str | None
+    signature_valid: bool
+
+
+class Gpg:
+    def __init__(self, home: Path) -> None:
+        import gnupg
+
+        ensure_private_dir(home)
+        self.home = home
+        try:
+            self._g: Any = gnupg.GPG(gnupghome=str(home), gpgbinary="gpg")
+        except OSError:
+            raise ToolMissing("gpg is not installed",
+                              hint="install it: apt-get install gnupg") from None
+        self._g.encoding = "utf-8"
+
+    def secret_fingerprints(self) -> list[str]:
+        return [k["fingerprint"] for k in self._g.list_keys(secret=True)]
+
+    def public_fingerprints(self) -> list[str]:
+        return [k["fingerprint"] for k in self._g.list_keys()]
+
+    def generate_signing_key(self, name: str, email: str) -> str:
+        params = self._g.gen_key_input(
+            key_type="EDDSA", key_curve="ed25519", key_usage="sign",
+            subkey_type="ECDH", subkey_curve="cv25519", subkey_usage="encrypt",
+            name_real=name, name_email=email, name_comment="secops office key",
+            expire_date=0, no_protection=True)
+        result = self._g.gen_key(params)
+        if not result.fingerprint:
+            raise SigningError(f"gpg could not generate the office key: {result.stderr[-300:]}")
+        return str(result.fingerprint)
+
+    def import_keys(self, armored: str) -> list[str]:
+        result = self._g.import_keys(armored)
+        fprs = [str(f) for f in (result.fingerprints or [])]
+        if not fprs:
+            raise SigningError("no OpenPGP key found in the given data")
+        return sorted(set(fprs))
+
+    def export_public(self, fpr: str) -> str:
+        data: str = self._g.export_keys(fpr)
+        if not data:
+            raise SigningError(f"no public key {fpr} in {self.home}")
+        return data
+
+    def export_secret(self, fpr: str) -> str:
+        data: str = self._g.export_keys(fpr, secret=True, expect_passphrase=False)
+        if not data:
+            raise SigningError(f"cannot export the secret key {fpr} from {self.home}")
+        return data
+
+    def encrypt(self, data: bytes, recipients: list[str], sign_with: str | None) -> bytes:
+        result = self._g.encrypt(data, recipients, sign=sign_with, armor=True,
+                                 always_trust=True)
+        if not result.ok:
+            raise SigningError(f"gpg encryption failed: {result.status}: "
+                               f"{_tail(result.stderr)}")
+        return bytes(result.data)
+
+    def decrypt(self, data: bytes) -> Decrypted:
+        result = self._g.decrypt(data)
+        if not result.ok:
+            raise SigningError(
+                f"gpg could not decrypt the file ({result.status}): {_tail(result.stderr)}",
+                hint="use the GnuPG home of a custodian whose key the file was encrypted to "
+                "(--gnupghome DIR)")
+        fpr = getattr(result, "fingerprint", None) or getattr(result, "pubkey_fingerprint", None)
+        return Decrypted(bytes(result.data), str(fpr) if fpr else None, bool(result.valid))
+
+
+def _tail(stderr: str, lines: int = 3) -> str:
+    keep = [ln for ln in (stderr or "").splitlines() if ln and not ln.startswith("[GNUPG:]")]
+    return " | ".join(keep[-lines:]) or "(no message)"

@@ -1,0 +1,135 @@
+"""The one place where secops runs external programs.
+
+argv lists only (never a shell), an explicit minimal environment, a timeout on every call,
+stderr captured for classification.  stdout can be streamed line by line so that restic's
+``--json`` status messages are never accumulated in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from secops.errors import OperationalError, ToolMissing
+
+INSTALL_HINTS = {
+    "restic": "install it: apt-get install restic (Debian/Ubuntu), or see restic.net",
+    "gpg": "install it: apt-get install gnupg",
+    "rclone": "install it: apt-get install rclone",
+    "ssh": "install it: apt-get install openssh-client",
+}
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+
+def base_env(home: Path | None = None) -> dict[str, str]:
+    """A minimal environment: a sane PATH, a UTF-8 locale, and an explicit HOME."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(home) if home else os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "TMPDIR": os.environ.get("TMPDIR", "/tmp"),  # noqa: S108 - the system default
+    }
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    timeout: float,
+    on_line: Callable[[str], None] | None = None,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+) -> Completed:
+    """Run ``argv`` to completion. With ``on_line`` stdout is streamed, not kept."""
+    start = time.monotonic()
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            tool = Path(argv[0]).name
+            raise ToolMissing(
+                f"{tool} is not installed (or not on PATH)",
+                hint=INSTALL_HINTS.get(tool),
+            ) from None
+        except PermissionError as e:
+            raise OperationalError(f"cannot run {argv[0]}: {e.strerror}") from None
+        expired = threading.Event()
+
+        def on_timeout() -> None:
+            expired.set()
+            _kill_group(proc)
+
+        timer = threading.Timer(timeout, on_timeout)
+        timer.start()
+        try:
+            out = _collect(proc, stdin, on_line)
+            proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            timer.cancel()
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
+    duration = time.monotonic() - start
+    if expired.is_set():
+        raise OperationalError(
+            f"{Path(argv[0]).name} did not finish within {timeout:.0f} s and was stopped"
+        )
+    return Completed(tuple(argv), proc.returncode, out, stderr, duration)
+
+
+def _collect(
+    proc: subprocess.Popen[bytes], stdin: bytes | None, on_line: Callable[[str], None] | None
+) -> str:
+    assert proc.stdout is not None
+    if stdin is not None:
+        assert proc.stdin is not None
+        feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
+        feeder.start()
+    if on_line is None:
+        return proc.stdout.read().decode("utf-8", "replace")
+    for raw in proc.stdout:
+        on_line(raw.decode("utf-8", "replace"))
+    return ""
+
+
+def _feed(pipe: object, data: bytes) -> None:
+    import io
+
+    assert isinstance(pipe, io.BufferedWriter)
+    try:
+        pipe.write(data)
+        pipe.close()
+    except BrokenPipeError:
+        pass
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
