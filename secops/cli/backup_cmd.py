@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from secops.cli.context import AppContext
-from secops.cli.render import console, emit_json, error, human_bytes, local_time
+from secops.cli.render import console, emit_json, error, human_bytes, local_time, warn
 
 if TYPE_CHECKING:
     from secops.backup.engine import Engine
@@ -72,13 +72,12 @@ def _print_results(results: list[TargetResult]) -> None:
         table.add_row(r.target, "[green]ok[/]" if r.ok else "[red]FAILED[/]",
                       (r.snapshot_id or "")[:8], str(r.files_new), str(r.files_changed),
                       human_bytes(r.data_added), f"{r.duration_s:.1f} s")
-    con = console()
-    con.print(table)
+    console().print(table)
     for r in results:
         for w in r.warnings:
-            con.print(f"[yellow]warning[/] {r.target}: {w}")
+            warn(f"{r.target}: {w}")
         if r.error:
-            con.print(f"[red]{r.target}[/]: {r.error}")
+            error(r.error)
 
 
 @backup_group.command("retention")

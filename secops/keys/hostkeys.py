@@ -33,8 +33,12 @@ def known_hosts_line(host: str, port: int, key_type: str, blob: bytes) -> str:
 
 def fetch_host_keys(host: str, port: int, timeout: float) -> dict[str, bytes]:
     """The server's public host keys, one per algorithm it offers (no authentication)."""
+    import logging
+
     import paramiko
 
+    # paramiko logs each refused algorithm with a traceback; probing is expected to fail.
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
     keys: dict[str, bytes] = {}
     for kt in KEY_TYPES:
         try:
