@@ -80,16 +80,22 @@ class Engine:
 
     def with_lock_retry(self, repo: Repo, op: Callable[[], T]) -> T:
         """Run ``op``; while the repository is locked, remove stale locks and back off."""
-        deadline = self.clock.monotonic() + self.cfg.backup.lock_wait_seconds
-        delay = 1.0
+        start = self.clock.monotonic()
+        deadline = start + self.cfg.backup.lock_wait_seconds
+        delay, attempts = 1.0, 0
         while True:
+            attempts += 1
             try:
                 return op()
-            except RepositoryLocked:
-                if self.clock.monotonic() + delay > deadline:
-                    raise
+            except RepositoryLocked as e:
+                left = deadline - self.clock.monotonic()
+                if left <= 0:
+                    waited = self.clock.monotonic() - start
+                    raise RepositoryLocked(
+                        f"{e.message}; still locked after {attempts} attempts over "
+                        f"{waited:.0f} s", target=e.target, hint=e.hint) from None
                 self.restic.unlock(repo)  # stale locks only; a refusal is not fatal
-                self.clock.sleep(delay)
+                self.clock.sleep(min(delay, left))
                 delay = min(delay * 2, 30.0)
 
     def backup_target(self, target: Target, reason: str, extra_tags: tuple[str, ...] = (),

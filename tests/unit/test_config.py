@@ -58,7 +58,8 @@ def test_good_config_loads_and_resolves_relative_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutation", "expected"),
     [
-        (("debounce_seconds = 5", "debounce_seconds = 5\ncolour = 1"), "backup.colour: unknown key"),
+        (("debounce_seconds = 5", "debounce_seconds = 5\ncolour = 1"),
+         "backup.colour: unknown key"),
         (('append_only = true', 'append_only = true\nfoo = 1'),
          "backup.targets[1].foo: unknown key"),
         (('code = "tan-ky"', 'code = "Tân Kỳ"'), "office.code:"),
@@ -70,7 +71,8 @@ def test_good_config_loads_and_resolves_relative_paths(tmp_path: Path) -> None:
         (('[office]', '[office]\nlanguage = "fr"'), "office.language:"),
         (('watch = ["data"]', 'watch = []'), "paths.watch:"),
         (('watch = ["data"]', 'watch = ["."]'), "paths.watch[0]: the state_dir"),
-        (('name = "UBND xã Tân Kỳ"', 'name = "UBND xã Tân Kỳ"\nsource = "x"'), "source: unknown key"),
+        (('name = "UBND xã Tân Kỳ"', 'name = "UBND xã Tân Kỳ"\nsource = "x"'),
+         "source: unknown key"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path: Path, mutation: tuple[str, str],

@@ -59,7 +59,7 @@ def test_env_file_bad_line(tmp_path: Path) -> None:
 def test_ensure_private_dir_tightens(tmp_path: Path) -> None:
     d = tmp_path / "s"
     d.mkdir(mode=0o755)
-    os.chmod(d, 0o755)
+    os.chmod(d, 0o755)  # noqa: S103 - the test loosens it on purpose
     assert ensure_private_dir(d) is False
     assert d.stat().st_mode & 0o777 == 0o700
     assert ensure_private_dir(tmp_path / "new") is True
