@@ -34,26 +34,27 @@ _PATTERNS: tuple[tuple[Failure, re.Pattern[str]], ...] = tuple(
     for kind, rx in (
         (Failure.HOST_KEY_MISMATCH, r"host key verification failed|"
                                     r"REMOTE HOST IDENTIFICATION HAS CHANGED|"
-                                    r"No \S+ host key is known for"),
+                                    r"No \S+ host key is known for|subprocess ssh: @{20,}"),
         (Failure.WRONG_PASSWORD, r"wrong password or no key found"),
         (Failure.LOCKED, r"repository is already locked|unable to create lock in backend"),
         (Failure.CREDENTIALS, r"InvalidAccessKeyId|SignatureDoesNotMatch|Access Denied|"
                               r"AccessDenied|access key id you provided does not exist|"
+                              r"signature we calculated does not match|"
                               r"Permission denied \(publickey|401 Unauthorized|"
-                              r"unexpected HTTP response \(401\)|"
-                              r"unexpected HTTP response \(403\)"),
+                              r"unexpected HTTP response \(401\)"),
         (Failure.UNREACHABLE, r"connection refused|no such host|i/o timeout|"
                               r"network is unreachable|no route to host|"
                               r"ssh: connect to host|connection reset by peer|"
                               r"Connection closed by|connection timed out|"
                               r"ssh command exited|context deadline exceeded|"
-                              r"server unexpectedly closed connection|EOF$"),
+                              r"server unexpectedly closed connection|EOF$|"
+                              r"unable to start the sftp session"),
         (Failure.NO_REPOSITORY, r"Is there a repository at the following location\?|"
                                 r"unable to open config file|repository does not exist|"
                                 r"The specified bucket does not exist"),
         (Failure.DISK_FULL, r"no space left on device|disk quota exceeded"),
-        (Failure.APPEND_ONLY_REFUSED, r"unexpected HTTP response \(405\)|"
-                                      r"unexpected HTTP response \(403\)|Forbidden"),
+        (Failure.APPEND_ONLY_REFUSED, r"not removed, server response: 403|403 Forbidden|"
+                                      r"unexpected HTTP response \(40[35]\)"),
         (Failure.PERMISSION, r"permission denied|read-only file system"),
     )
 )
@@ -76,9 +77,15 @@ _NOISE = re.compile(r"^(\s*$|Load\(|repository [0-9a-f]+ opened|created restic r
                     r"using parent snapshot|scan finished|no parent snapshot found)", re.I)
 
 
+_TRACE = re.compile(r"^(\s+\S+\.go:\d+|github\.com/|golang\.org/|main\.|runtime\.|"
+                    r"\S+ returned error, retrying after)")
+
+
 def essential_lines(stderr: str, limit: int = 4) -> str:
     """The lines of stderr worth showing a person: the ``Fatal:`` line first."""
-    lines = [ln.strip() for ln in stderr.splitlines() if not _NOISE.match(ln)]
+    text = re.sub(r"(?<=\S)(Fatal: )", r"\n\1", stderr)  # restic may glue "Fatal:" on
+    lines = [ln.strip() for ln in text.splitlines()
+             if not _NOISE.match(ln) and not _TRACE.match(ln)]
     fatal = [ln for ln in lines if ln.startswith("Fatal:")]
     chosen = (fatal + [ln for ln in lines if ln not in fatal])[:limit]
     return " | ".join(chosen) if chosen else "(restic printed nothing on stderr)"

@@ -74,8 +74,14 @@ class Engine:
     def open(self, target: Target) -> Repo:
         """The target's repo after a fast reachability check."""
         repo = repo_for(self.cfg, target)
-        preflight(target.name, parse_repository(target.repository),
-                  self.cfg.backup.connect_timeout_seconds)
+        ep = parse_repository(target.repository)
+        timeout = self.cfg.backup.connect_timeout_seconds
+        preflight(target.name, ep, timeout)
+        if ep.kind == "sftp":
+            from secops.keys.hostkeys import verify_pinned
+
+            verify_pinned(target.name, ep, StateDir(Path(self.cfg.paths.state_dir))
+                          .known_hosts(target.name), timeout)
         return repo
 
     def with_lock_retry(self, repo: Repo, op: Callable[[], T]) -> T:
@@ -109,7 +115,7 @@ class Engine:
                 on_progress=on_progress))
         except SecopsError as e:
             return TargetResult(target.name, ok=False, duration_s=time.monotonic() - start,
-                                error=str(e))
+                                error=str(e), exit_code=e.exit_code)
         return TargetResult(
             target.name, ok=True, snapshot_id=summary.snapshot_id, files_new=summary.files_new,
             files_changed=summary.files_changed, data_added=summary.data_added,

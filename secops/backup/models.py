@@ -54,6 +54,7 @@ class TargetResult:
     duration_s: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    exit_code: int = 0  # of the error: 1 integrity (e.g. host key changed), 2 setup, 3 other
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -41,10 +41,10 @@ def now(app: AppContext, target: str | None, reason: str, as_json: bool) -> int:
         emit_json({"results": [r.to_json() for r in results]})
     else:
         _print_results(results)
-    failed = [r.target for r in results if not r.ok]
+    failed = [r for r in results if not r.ok]
     if failed:
-        error(f"backup failed on target(s): {', '.join(failed)}")
-        return 3
+        error(f"backup failed on target(s): {', '.join(r.target for r in failed)}")
+        return 1 if any(r.exit_code == 1 for r in failed) else 3
     return 0
 
 

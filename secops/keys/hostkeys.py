@@ -31,7 +31,8 @@ def known_hosts_line(host: str, port: int, key_type: str, blob: bytes) -> str:
     return f"{where} {key_type} {base64.b64encode(blob).decode('ascii')}\n"
 
 
-def fetch_host_keys(host: str, port: int, timeout: float) -> dict[str, bytes]:
+def fetch_host_keys(host: str, port: int, timeout: float,
+                    key_types: tuple[str, ...] = KEY_TYPES) -> dict[str, bytes]:
     """The server's public host keys, one per algorithm it offers (no authentication)."""
     import logging
 
@@ -40,7 +41,7 @@ def fetch_host_keys(host: str, port: int, timeout: float) -> dict[str, bytes]:
     # paramiko logs each refused algorithm with a traceback; probing is expected to fail.
     logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
     keys: dict[str, bytes] = {}
-    for kt in KEY_TYPES:
+    for kt in key_types:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
@@ -85,3 +86,30 @@ def pin_host_key(target: str, ep: Endpoint, expected: str | None, known_hosts: P
         f"target {target!r}: the server's SSH host key ({seen}) does not match the pinned "
         f"fingerprint {expected}",
         hint="the connection may be intercepted; verify with the server's owner")
+
+
+_ALGORITHM = {"ssh-rsa": "rsa-sha2-512"}
+
+
+def verify_pinned(target: str, ep: Endpoint, known_hosts: Path, timeout: float) -> None:
+    """Before restic connects: the server must still present the pinned host key.
+
+    restic passes ssh's host-key warnings on unreliably, so a changed key is caught here.
+    """
+    assert ep.host is not None
+    try:
+        _where, key_type, b64 = known_hosts.read_text(encoding="ascii").split()[:3]
+        pinned = base64.b64decode(b64)
+    except (OSError, ValueError):
+        raise BackupError(f"target {target!r}: the host-key pin {known_hosts} is unreadable",
+                          target=target, hint="run 'secops init' to pin the key again") from None
+    offered = fetch_host_keys(ep.host, ep.port or 22, timeout,
+                              (_ALGORITHM.get(key_type, key_type),))
+    blob = offered.get(key_type)
+    if blob != pinned:
+        seen = fingerprint(blob) if blob else f"no {key_type} key"
+        raise IntegrityError(
+            f"target {target!r}: the server's SSH host key ({seen}) is not the pinned key "
+            f"({fingerprint(pinned)}); refusing to connect",
+            hint="the connection may be intercepted; verify with the server's owner before "
+            "changing ssh_host_key_fingerprint and re-running 'secops init'")

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from integration.office import Office, target_toml
 from integration.servers import GpgHome, RestServer
-
 from secops.backup.engine import Engine, repo_for
 from secops.config.loader import load_config
 
@@ -64,9 +64,9 @@ def test_escrow_recover_on_new_machine_and_restore(office: Office, tmp_path: Pat
     rec = office.run("keys", "recover", str(escrow_file), "--gnupghome",
                      str(custodian_gpg.home), "--json")
     assert rec.code == 0, rec.err
-    for t, pw in old_passwords.items():
-        assert office.password_file(t).read_text() == pw
-        assert office.password_file(t).stat().st_mode & 0o777 == 0o600
+    for name, secret in old_passwords.items():
+        assert office.password_file(name).read_text() == secret
+        assert office.password_file(name).stat().st_mode & 0o777 == 0o600
     assert (office.state / "keys" / "office-ed25519.key").exists()
 
     cfg = load_config(office.config)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from integration.office import Office, target_toml
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
