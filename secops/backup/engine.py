@@ -7,6 +7,7 @@ per target, fails fast on unreachable network targets, retries on lock contentio
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from secops.errors import (
 )
 from secops.files import check_secret_file, read_env_file
 from secops.layout import StateDir
+from secops.manifest.store import Built, build_and_sign, changed_since
 
 T = TypeVar("T")
+STABILITY_RETRIES = 2
 REASONS = ("manual", "change", "schedule", "incident")
 
 
@@ -104,22 +107,42 @@ class Engine:
                 self.clock.sleep(min(delay, left))
                 delay = min(delay * 2, 30.0)
 
+    def build_manifest(self) -> Built:
+        """Scan, hash what changed, and sign the manifest that goes into the snapshot."""
+        return build_and_sign(StateDir(Path(self.cfg.paths.state_dir)), self.cfg.office.code,
+                              self.cfg.paths.watch, self.cfg.paths.exclude, self.clock)
+
     def backup_target(self, target: Target, reason: str, extra_tags: tuple[str, ...] = (),
-                      on_progress: Callable[[Progress], None] | None = None) -> TargetResult:
+                      on_progress: Callable[[Progress], None] | None = None,
+                      built: Built | None = None) -> tuple[TargetResult, Built | None]:
+        """One target; re-run (bounded) while files change under the running backup."""
         start = time.monotonic()
+        warnings: list[str] = []
         try:
             repo = self.open(target)
             tags = snapshot_tags(self.cfg.office.code, reason, extra_tags)
-            summary = self.with_lock_retry(repo, lambda: self.restic.backup(
-                repo, self.cfg.paths.watch, tags=tags, excludes=self.cfg.paths.exclude,
-                on_progress=on_progress))
+            for attempt in range(1 + STABILITY_RETRIES):
+                built = built or self.build_manifest()
+                paths = [*self.cfg.paths.watch, str(built.folder)]
+                summary = self.with_lock_retry(repo, functools.partial(
+                    self.restic.backup, repo, paths, tags=tags,
+                    excludes=self.cfg.paths.exclude, on_progress=on_progress))
+                changed = changed_since(built, self.cfg.paths.watch, self.cfg.paths.exclude)
+                if not changed:
+                    break
+                built = None
+                warnings.append(f"{len(changed)} file(s) changed during the backup "
+                                f"(e.g. {changed[0]}); "
+                                + ("backed up again" if attempt < STABILITY_RETRIES else
+                                   "the next backup will include the new content"))
         except SecopsError as e:
             return TargetResult(target.name, ok=False, duration_s=time.monotonic() - start,
-                                error=str(e), exit_code=e.exit_code)
+                                error=str(e), exit_code=e.exit_code), None
         return TargetResult(
             target.name, ok=True, snapshot_id=summary.snapshot_id, files_new=summary.files_new,
             files_changed=summary.files_changed, data_added=summary.data_added,
-            duration_s=time.monotonic() - start, warnings=list(summary.warnings))
+            duration_s=time.monotonic() - start,
+            warnings=[*warnings, *summary.warnings]), built
 
     def backup(self, target_name: str | None = None, reason: str = "manual",
                extra_tags: tuple[str, ...] = (),
@@ -129,9 +152,12 @@ class Engine:
         if reason not in REASONS:
             raise UsageError(f"unknown backup reason {reason!r} (one of {', '.join(REASONS)})")
         results = []
+        built: Built | None = None
         for target in select_targets(self.cfg, target_name):
             cb = _bind(on_progress, target.name)
-            results.append(self.backup_target(target, reason, extra_tags, cb))
+            result, fresh = self.backup_target(target, reason, extra_tags, cb, built)
+            built = fresh or built
+            results.append(result)
         return results
 
     def snapshots(self, target_name: str | None = None

@@ -214,13 +214,21 @@ class Restic:
             raise self.error(repo, done, "prune")
 
     def restore(self, repo: Repo, snapshot_id: str, target_dir: Path,
-                includes: Sequence[str] = ()) -> None:
+                includes: Sequence[str] = (), excludes: Sequence[str] = ()) -> list[str]:
+        """Restore; problems with single files come back as warnings (verification judges
+        the result), while a repository that cannot be opened raises."""
         args = ["restore", snapshot_id, "--target", str(target_dir)]
         for inc in includes:
             args += ["--include", inc]
+        for exc in excludes:
+            args += ["--exclude", exc]
         done = self._run(repo, args)
-        if done.returncode != 0:
-            raise self.error(repo, done, "restore")
+        if done.returncode == 0:
+            return []
+        err = self.error(repo, done, "restore")
+        if type(err) is not BackupError:  # unreachable, locked, wrong password, no repo
+            raise err
+        return [essential_lines(done.stderr, limit=8)]
 
 
 def snapshot_from_json(target: str, item: dict[str, Any]) -> Snapshot:

@@ -57,7 +57,8 @@ def test_backup_now_reaches_every_target_with_tags(office: Office) -> None:
         assert set(r) >= RESULT_KEYS
         assert r["ok"] is True and r["error"] is None
         assert re.fullmatch(r"[0-9a-f]{64}", r["snapshot_id"])
-        assert r["files_new"] == sum(1 for p in office.data.rglob("*") if p.is_file())
+        data_files = sum(1 for p in office.data.rglob("*") if p.is_file())
+        assert r["files_new"] == data_files + 2  # + the signed manifest and its signature
     sheet = office.data / "bien-ban-kiem-phieu" / "to-bau-cu-01.txt"
     sheet.write_text(sheet.read_text() + "Sửa đổi\n", encoding="utf-8")
     again = office.run("backup", "now", "--reason", "change", "--json")
@@ -72,7 +73,8 @@ def test_backup_now_reaches_every_target_with_tags(office: Office) -> None:
         assert set(s) == SNAPSHOT_KEYS
         assert s["time"].endswith("Z")
         assert "office:tan-ky" in s["tags"]
-        assert s["paths"] == [str(office.data)]
+        assert s["paths"] == sorted([str(office.data),
+                                     str(office.state / "snapshot-manifest")])
     reasons = sorted(t for s in snaps for t in s["tags"] if t.startswith("reason:"))
     assert reasons == ["reason:change"] * 2 + ["reason:manual"] * 2
     ids = {r["snapshot_id"] for r in results}

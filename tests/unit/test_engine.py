@@ -14,6 +14,7 @@ from secops import process
 from secops.backup.engine import Engine
 from secops.backup.restic import Restic
 from secops.config.loader import parse_config
+from secops.keys.store import ensure_ed25519
 
 LOCKED = ("unable to create lock in backend: repository is already locked by PID 4242 on "
           "srv by root (UID 0, GID 0)\nlock was created at 2026-11-28 10:00:00 (1m ago)\n"
@@ -68,6 +69,9 @@ def cfg(tmp_path: Path) -> Any:
     for t in ("a", "b"):
         (keys / f"restic-{t}.password").write_text("pw\n")
         (keys / f"restic-{t}.password").chmod(0o600)
+    ensure_ed25519(keys / "office-ed25519.key", keys / "office-ed25519.pub")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "danh-sach.csv").write_text("STT,Họ và tên\n1,Lê Văn An\n")
     (tmp_path / "repo-a" / "snapshots").mkdir(parents=True)
     (tmp_path / "repo-a" / "snapshots" / ("abcd1234" + "e" * 56)).write_text("")
     raw = {"office": {"name": "X", "code": "x"},
@@ -134,4 +138,5 @@ def test_tags_and_excludes_reach_restic(cfg: Any) -> None:
     engine(cfg, fake, FakeClock()).backup("a", reason="incident")
     argv = fake.calls[0]
     assert "secops,office:x,reason:incident" in argv
-    assert argv[-2:] == ("--", cfg.paths.watch[0])
+    manifest_dir = str(Path(cfg.paths.state_dir) / "snapshot-manifest")
+    assert argv[-3:] == ("--", cfg.paths.watch[0], manifest_dir)

@@ -1,0 +1,63 @@
+"""The manifest document, its canonical bytes and its Ed25519 signature (pure).
+
+A manifest lists every file a backup covers.  Its canonical form (sorted keys, no
+whitespace, UTF-8) is what is signed; the signature file holds the signer's key id and the
+base64 signature.  Verification needs only the office public key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from secops.errors import IntegrityError
+from secops.keys.signature import key_id, sign, verify
+
+FORMAT = "secops-manifest/1"
+
+
+@dataclass(frozen=True)
+class Entry:
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    office: str
+    created: str
+    roots: tuple[str, ...]
+    files: dict[str, Entry]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.files.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "office": self.office,
+            "created": self.created,
+            "roots": list(self.roots),
+            "files": {p: [e.size, e.mtime_ns, e.sha256] for p, e in sorted(self.files.items())},
+        }
+
+    def canonical(self) -> bytes:
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+
+
+def parse(data: bytes, where: str) -> Manifest:
+    try:
+        doc = json.loads(data.decode("utf-8"))
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"format is {doc.get('format')!r}")
+        files = {str(p): Entry(int(v[0]), int(v[1]), str(v[2])) for p, v in doc["files"].items()}
+        return Manifest(str(doc["office"]), str(doc["created"]), tuple(doc["roots"]), files)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as e:
+        raise IntegrityError(f"{where}: not a valid secops manifest ({e})") from None
+
+
+__all__ = ["Entry", "Manifest", "key_id", "parse", "sign", "verify"]

@@ -1,0 +1,69 @@
+"""Build, sign and place the manifest that travels inside each snapshot.
+
+The manifest and its signature are written to ``state_dir/snapshot-manifest/`` and that
+folder is backed up with the watched folders, so every snapshot carries the signed list of
+what it should contain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from secops.clock import Clock, iso_utc
+from secops.errors import SigningError
+from secops.files import atomic_write, read_secret
+from secops.layout import StateDir
+from secops.manifest.cache import HashCache
+from secops.manifest.model import Entry, Manifest, sign
+from secops.manifest.scan import ScanResult, scan, walk
+
+MANIFEST_DIR = "snapshot-manifest"
+MANIFEST_NAME = "secops-manifest.json"
+SIGNATURE_NAME = "secops-manifest.sig"
+
+
+@dataclass(frozen=True)
+class Built:
+    manifest: Manifest
+    scan: ScanResult
+    folder: Path
+
+
+def manifest_folder(state: StateDir) -> Path:
+    return state.root / MANIFEST_DIR
+
+
+def build_and_sign(state: StateDir, office: str, roots: Sequence[str],
+                   excludes: Sequence[str], clock: Clock) -> Built:
+    """Scan (hashing only what changed), sign, and write the manifest folder."""
+    from secops.keys.store import load_private_pem
+
+    if not state.ed25519_key.exists():
+        raise SigningError(f"the office Ed25519 key {state.ed25519_key} does not exist",
+                           hint="run 'secops init'")
+    key = load_private_pem(read_secret(state.ed25519_key, "Ed25519 key").encode("ascii"))
+    cache = HashCache(state.root / "state.db")
+    try:
+        result = scan(roots, excludes, cache)
+    finally:
+        cache.close()
+    files = {p: Entry(k[0], k[1], h) for p, (k, h) in result.files.items()}
+    manifest = Manifest(office, iso_utc(clock.now()), tuple(roots), files)
+    data = manifest.canonical()
+    folder = manifest_folder(state)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    atomic_write(folder / MANIFEST_NAME, data, 0o600)
+    atomic_write(folder / SIGNATURE_NAME, sign(data, key), 0o600)
+    return Built(manifest, result, folder)
+
+
+def changed_since(built: Built, roots: Sequence[str], excludes: Sequence[str]) -> list[str]:
+    """Files whose size or mtime differ from the manifest now (changed during a backup)."""
+    files = built.manifest.files
+    skip = set(built.scan.unreadable)
+    now = {p: (k[0], k[1]) for p, k in walk(roots, excludes) if p not in skip}
+    changed = [p for p, e in files.items() if now.get(p) != (e.size, e.mtime_ns)]
+    changed += [p for p in now if p not in files]
+    return changed

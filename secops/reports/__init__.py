@@ -1,0 +1,1 @@
+"""Reports for people: rendered pages (Vietnamese by default) and signed JSON."""

@@ -1,0 +1,1 @@
+"""Restore and recovery drills, verified against the signed manifest in each snapshot."""

@@ -1,0 +1,201 @@
+"""``secops restore``: restore a snapshot and verify every file against its signed manifest.
+
+Order: resolve the snapshot, (for ``--in-place``) take a pinned safety snapshot, restore the
+manifest folder alone and verify its signature, restore the data, verify every file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from secops.backup.engine import Engine
+from secops.backup.models import Snapshot
+from secops.backup.restic import Repo
+from secops.config.schema import Config, Target
+from secops.errors import BackupError, IntegrityError, UsageError
+from secops.keys.signature import load_public_key, verify
+from secops.layout import StateDir
+from secops.manifest.model import Manifest, key_id, parse
+from secops.manifest.store import MANIFEST_DIR, MANIFEST_NAME, SIGNATURE_NAME
+from secops.restore.select import resolve
+from secops.restore.verify import Verification, verify_tree
+
+ProgressFn = Callable[[int, int], None]  # bytes done, bytes total
+
+
+@dataclass
+class RestoreOutcome:
+    snapshot: Snapshot
+    target: str
+    to: Path
+    verification: Verification
+    signed_by: str
+    duration_s: float
+    safety_snapshot: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        v = self.verification
+        return {"ok": v.ok, "snapshot_id": self.snapshot.id, "target": self.target,
+                "to": str(self.to), "files_checked": v.files_checked, "bytes": v.bytes,
+                "mismatched": v.mismatched, "missing": v.missing,
+                "manifest_signed_by": self.signed_by, "safety_snapshot": self.safety_snapshot,
+                "duration_s": round(self.duration_s, 3), "warnings": self.warnings}
+
+
+@dataclass(frozen=True)
+class Request:
+    ref: str
+    to: Path | None
+    target: str | None = None
+    includes: tuple[str, ...] = ()
+    force: bool = False
+    in_place: bool = False
+    public_key: Path | None = None
+
+
+def pick_target(cfg: Config, name: str | None) -> Target:
+    return cfg.target(name) if name else cfg.backup.targets[0]
+
+
+def check_destination(cfg: Config, req: Request) -> Path:
+    """Where to restore to; never into live data without ``--in-place``."""
+    if req.in_place:
+        if req.to not in (None, Path("/")):
+            raise UsageError("--in-place restores to the original locations; drop --to")
+        return Path("/")
+    if req.to is None:
+        raise UsageError("give --to DIR (an empty folder), or --in-place")
+    to = Path(os.path.abspath(req.to))
+    for w in cfg.paths.watch:
+        if to == Path(w) or to.is_relative_to(w) or Path(w).is_relative_to(to):
+            raise UsageError(
+                f"refusing to restore into {to}: it overlaps the watched folder {w} (live data)",
+                hint="restore into an empty folder elsewhere, or use --in-place (a safety "
+                "snapshot of the current state is taken first)")
+    if to.exists() and any(to.iterdir()) and not req.force:
+        raise UsageError(f"{to} is not empty; refusing to overwrite files silently",
+                         hint="choose an empty folder, or pass --force")
+    return to
+
+
+def check_includes(cfg: Config, includes: Sequence[str]) -> tuple[str, ...]:
+    out = []
+    for inc in includes:
+        p = os.path.normpath(inc)
+        if not os.path.isabs(p) or not any(Path(p).is_relative_to(w) for w in cfg.paths.watch):
+            raise UsageError(f"--include {inc!r}: give an absolute path inside a watched folder "
+                             f"({', '.join(cfg.paths.watch)})")
+        out.append(p)
+    return tuple(out)
+
+
+def run_restore(cfg: Config, engine: Engine, req: Request,
+                on_progress: ProgressFn | None = None) -> RestoreOutcome:
+    start = time.monotonic()
+    state = StateDir(Path(cfg.paths.state_dir))
+    to = check_destination(cfg, req)
+    includes = check_includes(cfg, req.includes)
+    target = pick_target(cfg, req.target)
+    public_key = load_public_key(req.public_key or state.ed25519_pub)
+    repo = engine.open(target)
+    snap = resolve(req.ref, engine.with_lock_retry(repo, lambda: engine.restic.snapshots(repo)),
+                   target.name)
+    safety = None
+    if req.in_place:
+        safety = _safety_snapshot(engine, target)
+    manifest, manifest_path, signer = _fetch_manifest(engine, repo, snap, state, public_key)
+    to.mkdir(parents=True, exist_ok=True)
+    total = sum(manifest.files[p].size for p in manifest.files
+                if not includes or any(p == i or p.startswith(i + "/") for i in includes))
+    with _Watch(to if not req.in_place else None, total, on_progress):
+        # restic 0.14: --include and --exclude are mutually exclusive
+        warnings = engine.restic.restore(repo, snap.id, to, includes=includes,
+                                         excludes=() if includes else (manifest_path,))
+    verification = verify_tree(manifest, to, includes)
+    return RestoreOutcome(snap, target.name, to, verification, signer,
+                          time.monotonic() - start, safety, warnings)
+
+
+def _safety_snapshot(engine: Engine, target: Target) -> str:
+    results = engine.backup(target.name, reason="manual", extra_tags=("pre-restore", "pinned"))
+    r = results[0]
+    if not r.ok or r.snapshot_id is None:
+        raise BackupError(f"the safety snapshot before an in-place restore failed: {r.error}; "
+                          "nothing was restored", target=target.name)
+    return r.snapshot_id
+
+
+def _fetch_manifest(engine: Engine, repo: Repo, snap: Snapshot, state: StateDir,
+                    public_key: Any) -> tuple[Manifest, str, str]:
+    """Restore the snapshot's manifest folder alone and check its signature."""
+    folders = [p for p in snap.paths if os.path.basename(p) == MANIFEST_DIR]
+    if not folders:
+        raise IntegrityError(f"snapshot {snap.short_id} carries no signed manifest, so its "
+                             "content cannot be verified (was it made by secops?)")
+    folder = folders[0]
+    state.root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="manifest-", dir=state.root))
+    try:
+        engine.restic.restore(repo, snap.id, scratch, includes=(folder,))
+        base = scratch / folder.lstrip("/")
+        try:
+            data = (base / MANIFEST_NAME).read_bytes()
+            sig = (base / SIGNATURE_NAME).read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"snapshot {snap.short_id}: the manifest or its signature "
+                                 "is missing from the snapshot") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    where = f"snapshot {snap.short_id}: manifest"
+    verify(data, sig, public_key, where)
+    from cryptography.hazmat.primitives import serialization
+
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return parse(data, where), folder, key_id(raw)
+
+
+class _Watch:
+    """restic 0.14 prints no restore progress: measure the bytes written ourselves."""
+
+    def __init__(self, root: Path | None, total: int, cb: ProgressFn | None) -> None:
+        self.root, self.total, self.cb = root, total, cb
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Watch:
+        if self.cb is not None and self.root is not None:
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.cb is not None:
+            self.cb(self.total, self.total)
+
+    def _loop(self) -> None:
+        assert self.cb is not None and self.root is not None
+        while not self._stop.wait(0.5):
+            self.cb(min(_allocated(self.root), self.total), self.total)
+
+
+def _allocated(root: Path) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
