@@ -46,15 +46,27 @@ def escrow(app: AppContext, recipients: tuple[str, ...], out: Path | None, as_js
 @click.pass_obj
 def recover(app: AppContext, escrow_file: Path, gnupghome: Path | None, force: bool,
             as_json: bool) -> int:
-    """Restore restic passwords and office keys from an escrow file (e.g. on a new machine)."""
+    """Restore restic passwords and office keys from an escrow file (e.g. on a new machine).
+
+    If the config file does not exist yet, the copy kept in the escrow is written there first.
+    """
+    from secops.files import atomic_write
+    from secops.keys.escrow import open_escrow
     from secops.keys.escrow import recover as do_recover
 
     home = gnupghome or Path(os.environ.get("GNUPGHOME") or Path.home() / ".gnupg")
-    result = do_recover(app.config(), escrow_file, home, force)
+    opened = open_escrow(escrow_file, home)
+    config_written = None
+    if not app.config_path.exists() and opened.config_toml:
+        atomic_write(app.config_path, opened.config_toml.encode("utf-8"), 0o600)
+        config_written = str(app.config_path)
+    result = do_recover(app.config(), opened, force)
     if as_json:
-        emit_json(vars(result))
+        emit_json({**vars(result), "config_written": config_written})
     else:
         con = console()
+        if config_written:
+            con.print(f"[green]written[/]   {config_written} (the config kept in the escrow)")
         for p in result.written:
             con.print(f"[green]written[/]   {p}")
         for p in result.unchanged:

@@ -45,6 +45,7 @@ def build_payload(cfg: Config, gpg: Gpg, clock: Clock) -> dict[str, Any]:
         "ed25519_private_pem": read_secret(state.ed25519_key, "Ed25519 key"),
         "gpg_fingerprint": office[0] if office else None,
         "gpg_secret_key": gpg.export_secret(office[0]) if office else None,
+        "config_toml": Path(cfg.source).read_text(encoding="utf-8") if cfg.source else None,
     }
 
 
@@ -93,26 +94,45 @@ class RecoverResult:
     office_gpg: str | None = None
 
 
-def recover(cfg: Config, escrow_file: Path, custodian_home: Path, force: bool) -> RecoverResult:
-    """Decrypt ``escrow_file`` with a custodian's key and write the keys back."""
+@dataclass(frozen=True)
+class Opened:
+    path: Path
+    payload: dict[str, Any]
+    signer: str | None
+    signature_valid: bool
+
+    @property
+    def config_toml(self) -> str | None:
+        text = self.payload.get("config_toml")
+        return str(text) if text else None
+
+
+def open_escrow(escrow_file: Path, custodian_home: Path) -> Opened:
+    """Decrypt ``escrow_file`` with a custodian's GnuPG home and check its content."""
     try:
         blob = escrow_file.read_bytes()
     except OSError as e:
         raise UsageError(f"cannot read escrow file {escrow_file}: {e.strerror}") from None
     dec = Gpg(custodian_home).decrypt(blob)
     payload = _parse_payload(dec.data, escrow_file)
+    return Opened(escrow_file, payload, dec.signer_fingerprint, dec.signature_valid)
+
+
+def recover(cfg: Config, opened: Opened, force: bool) -> RecoverResult:
+    """Write the keys of an opened escrow back under the config's state_dir."""
+    escrow_file, payload = opened.path, opened.payload
     if payload["office"].get("code") != cfg.office.code:
         raise UsageError(
             f"{escrow_file} belongs to office {payload['office'].get('code')!r}, "
             f"but the config is for {cfg.office.code!r}")
-    if dec.signer_fingerprint and payload.get("gpg_fingerprint") and \
-            dec.signer_fingerprint != payload["gpg_fingerprint"] and dec.signature_valid:
-        raise IntegrityError(f"{escrow_file} was signed by {dec.signer_fingerprint}, not by the "
+    if opened.signer and payload.get("gpg_fingerprint") and \
+            opened.signer != payload["gpg_fingerprint"] and opened.signature_valid:
+        raise IntegrityError(f"{escrow_file} was signed by {opened.signer}, not by the "
                              f"office key it carries ({payload['gpg_fingerprint']})")
     state = StateDir(Path(cfg.paths.state_dir))
     for d in state.private_dirs():
         ensure_private_dir(d)
-    result = RecoverResult(signer=dec.signer_fingerprint, signature_valid=dec.signature_valid)
+    result = RecoverResult(signer=opened.signer, signature_valid=opened.signature_valid)
     files: dict[Path, str] = {}
     for name, pw in payload["restic_passwords"].items():
         try:
