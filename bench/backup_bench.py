@@ -13,7 +13,12 @@ for both sides, each against its own repository and its own restic cache:
   environment that secops itself passes to restic.  They are not typed in here: an untimed
   warm-up run of secops goes through a recording wrapper (``restic_binary``) that writes
   down the argv and environment secops gives restic, and the anchor reuses them, with only
-  the repository, password file, cache folder and HOME swapped for its own.
+  the repository, password file, cache folder and HOME swapped for its own, and only the
+  watched paths: secops also backs up its signed manifest folder, which a person running
+  restic by hand would not have, so that and building the manifest count as secops' cost.
+
+A "first backup" is a first backup for both: fresh repositories and caches, and on the
+secops side also no hash cache (``state.db``) and no manifest, so secops hashes every file.
 
 Rounds alternate which side goes first; ``sync`` and a short pause come before every timed
 command and every repository is created (``restic init``) outside the timed region.  The
@@ -46,8 +51,8 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import io
 import hashlib
+import io
 import json
 import math
 import os

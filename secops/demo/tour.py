@@ -59,7 +59,32 @@ def run_tour(cfg: Config, keep_server: bool = False) -> int:
                       f"{', '.join(t for t in s.tags if t != 'secops')}")
         for name, e in failures:
             con.print(f"   [red]{name}: {e}[/]")
+        drills_ok = _drills(cfg, engine)
+        ok = ok and drills_ok
         return 0 if ok and not failures and not report.failed else 3
+
+
+def _drills(cfg: Config, engine: Engine) -> bool:
+    """Step 8: a recovery drill on every target, verified against the signed manifest."""
+    from secops.clock import SystemClock
+    from secops.errors import SecopsError
+    from secops.restore.drill import run_drill
+
+    con = console()
+    con.print("[bold]8.[/] Recovery drills (restore, verify every file, signed report):")
+    good = True
+    for t in cfg.backup.targets:
+        try:
+            r = run_drill(cfg, engine, "latest", t.name, clock=SystemClock())
+        except SecopsError as e:
+            con.print(f"   {t.name:<10} [red]FAILED[/] {e}")
+            good = False
+            continue
+        verdict = "[green]ok[/]" if r["ok"] else "[red]FAILED[/]"
+        con.print(f"   {t.name:<10} {verdict} {r['files_checked']} files verified, "
+                  f"RTO {r['rto_s']:.1f} s, report {r['report']}")
+        good = good and bool(r["ok"])
+    return good
 
 
 def _backup(engine: Engine, reason: str, step: str, title: str) -> bool:

@@ -140,3 +140,34 @@ def test_tags_and_excludes_reach_restic(cfg: Any) -> None:
     assert "secops,office:x,reason:incident" in argv
     manifest_dir = str(Path(cfg.paths.state_dir) / "snapshot-manifest")
     assert argv[-3:] == ("--", cfg.paths.watch[0], manifest_dir)
+
+
+def test_file_changed_during_backup_is_backed_up_again(cfg: Any) -> None:
+    """The manifest must describe the snapshot: a change under a running backup re-runs it."""
+    sheet = Path(cfg.paths.watch[0]) / "danh-sach.csv"
+    summary = json.dumps(SUMMARY) + "\n"
+    fake = FakeRestic({"backup": [(0, summary, ""), (0, summary, "")]})
+    calls = {"n": 0}
+    original = fake.__call__
+
+    def editing(argv: Sequence[str], **kw: Any) -> process.Completed:
+        calls["n"] += 1
+        if calls["n"] == 1:  # someone saves the file while restic runs
+            sheet.write_text("STT,Họ và tên\n1,Lê Văn An\n2,Trần Thị Bình\n")
+        return original(argv, **kw)
+
+    eng = Engine(cfg, Restic("restic", 60, runner=editing), FakeClock())
+    [result] = eng.backup("a")
+    assert result.ok
+    assert len([c for c in fake.calls if "backup" in c]) == 2
+    assert any("changed during the backup" in w for w in result.warnings)
+    manifest = Path(cfg.paths.state_dir) / "snapshot-manifest" / "secops-manifest.json"
+    doc = json.loads(manifest.read_text())
+    assert doc["files"][str(sheet)][0] == sheet.stat().st_size  # describes the new content
+
+
+def test_stable_files_are_backed_up_once(cfg: Any) -> None:
+    fake = FakeRestic({"backup": [(0, json.dumps(SUMMARY) + "\n", "")]})
+    [result] = engine(cfg, fake, FakeClock()).backup("a")
+    assert result.ok and result.warnings == []
+    assert len(fake.calls) == 1
