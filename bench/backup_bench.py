@@ -63,6 +63,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -395,11 +396,35 @@ def restic_env(base: Mapping[str, str], repo: Path, password: Path, cache: Path,
     return env
 
 
+# PYTHONPATH of a frozen copy of secops/ (see --live-source), set by main()
+SECOPS_EXTRA_ENV: dict[str, str] = {}
+
+
 def secops_env() -> dict[str, str]:
     env = dict(os.environ)
-    for k in ("SECOPS_CONFIG", "PYTHONPROFILEIMPORTTIME", "PYTHONTRACEMALLOC", "PYTHONDEVMODE"):
+    for k in ("SECOPS_CONFIG", "PYTHONPROFILEIMPORTTIME", "PYTHONTRACEMALLOC", "PYTHONDEVMODE",
+              "PYTHONPATH"):
         env.pop(k, None)
+    env.update(SECOPS_EXTRA_ENV)
     return env
+
+
+def freeze_source(dest: Path, rev: str | None) -> None:
+    """Copy secops/ (as in the working tree, or as in git revision ``rev``) to
+    ``dest``/secops; every secops process then imports that copy, so one run measures one
+    version even while others edit the project."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    if rev is None:
+        shutil.copytree(PROJECT / "secops", dest / "secops",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        tar = subprocess.run(["git", "-C", str(PROJECT), "archive", "--format=tar", rev,
+                              "secops"], capture_output=True, check=True, timeout=120).stdout
+        dest.mkdir(parents=True)
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            tf.extractall(dest, filter="data")
+    SECOPS_EXTRA_ENV["PYTHONPATH"] = str(dest)
 
 
 def clear_dir(path: Path) -> None:
@@ -726,6 +751,7 @@ try:  # before anything binds process.run (Restic's default runner)
                           "end": time.monotonic()})
 
     _process.run = _run
+    marks["module"] = _process.__file__
 except Exception as e:
     marks["patch_error_process"] = repr(e)
 try:
@@ -778,6 +804,7 @@ def phase_breakdown(sides: Sides, entries: Sequence[Entry], kind: str, runs: int
     lay = sides.lay
     rows: list[dict[str, float]] = []
     restic_walls: list[float] = []
+    imported_from = ""
     for i in range(runs):
         if kind == "first":
             sides.fresh_repos()
@@ -794,6 +821,7 @@ def phase_breakdown(sides: Sides, entries: Sequence[Entry], kind: str, runs: int
         restic_walls.append(sides.run_restic(name)[0].wall_s)
         doc = json.loads(out.read_text())
         m, spans = doc["marks"], doc["spans"]
+        imported_from = str(m.get("module", "?"))
         restic_in = sum(c["end"] - c["start"] for c in doc["calls"] if "backup" in c["args"])
         shutdown = run.t_reaped - m["main_done"]
         named = [m["main"] - run.t_spawn, m["engine"] - m["main"], m["imported"] - m["engine"],
@@ -812,7 +840,7 @@ def phase_breakdown(sides: Sides, entries: Sequence[Entry], kind: str, runs: int
     keys = list(rows[0])
     med = {k: statistics.median(r.get(k, 0.0) for r in rows) for k in keys}
     return {"median_s": med, "restic_by_hand_wall_s": asdict(Stat.of(restic_walls)),
-            "runs": rows}
+            "runs": rows, "imported_from": imported_from}
 
 
 def order_control(sides: Sides, rounds: int, pause: float) -> dict[str, Any]:
@@ -885,16 +913,17 @@ def import_profile(sides: Sides, runs: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------
 
 
-def secops_version() -> dict[str, Any]:
-    """Which secops is measured: commit, uncommitted files, a digest of its sources (the
-    code is edited while benchmarks run: a digest that changes mid-run is reported)."""
+def secops_version(src: Path, rev: str | None = None) -> dict[str, Any]:
+    """Which secops is measured: commit (``rev``, else HEAD), files of secops/ that differ
+    from HEAD, a digest of the sources under ``src``/secops."""
     git = ["git", "-C", str(PROJECT)]
-    commit = capture([*git, "rev-parse", "--short=12", "HEAD"]).stdout.strip()
-    dirty = capture([*git, "status", "--porcelain", "--", "secops"]).stdout.splitlines()
+    commit = capture([*git, "rev-parse", "--short=12", rev or "HEAD"]).stdout.strip()
+    dirty = [] if rev else capture([*git, "status", "--porcelain", "--",
+                                    "secops"]).stdout.splitlines()
     h = hashlib.sha256()
-    for f in sorted((PROJECT / "secops").rglob("*")):
+    for f in sorted((src / "secops").rglob("*")):
         if f.is_file() and f.suffix in (".py", ".toml", ".j2"):
-            h.update(str(f.relative_to(PROJECT)).encode() + b"\0" + f.read_bytes())
+            h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes())
     digest = h.hexdigest()[:12]
     return {"commit": commit, "uncommitted": len(dirty), "digest": digest,
             "text": f"commit {commit}, {len(dirty)} uncommitted file(s) in secops/, "
@@ -1009,7 +1038,8 @@ def report(res: dict[str, Any]) -> str:
                f"per secops backup: {p['restic_calls']}; anchor argv as documented: "
                f"{p['argv_as_documented']}; env as documented: {p['env_as_documented']} "
                f"({', '.join(p['env_keys'])})")
-    out.append(f"secops measured: {res['secops_version']['start']['text']}")
+    v = res["secops_version"]
+    out.append(f"secops measured: {v['start']['text']}, imported from {v['source']}")
     for problem in res.get("problems", []):
         out.append(f"WARNING: {problem}")
     out.append(f"load average start {m['loadavg_start']}, end {res['loadavg_end']}")
@@ -1035,19 +1065,32 @@ def main(argv: list[str] | None = None) -> int:
                     help="diagnostic runs splitting secops' time into phases (0: skip)")
     ap.add_argument("--control-rounds", type=int, default=4,
                     help="A/A rounds, restic against restic, measuring the order effect")
+    ap.add_argument("--live-source", action="store_true",
+                    help="import secops from the project as it is edited, not from a copy "
+                         "taken at the start (WORKDIR/src)")
+    ap.add_argument("--source-rev", metavar="REV",
+                    help="measure secops/ as in this git revision (copied to WORKDIR/src)")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--workdir", type=Path, default=PROJECT / "bench" / ".work")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.first_rounds < 1:
         ap.error("--rounds and --first-rounds must be at least 1")
+    if args.live_source and args.source_rev:
+        ap.error("--live-source and --source-rev exclude each other")
 
     restic = shutil.which("restic")
     if restic is None:
         raise SystemExit("restic is not installed (apt-get install restic)")
     lay = Layout.at(args.workdir.resolve())
     lay.work.mkdir(parents=True, exist_ok=True)
+    os.chdir(lay.work)  # no secops/ in the current folder to shadow the one measured
+    src = PROJECT
+    if not args.live_source:
+        src = lay.work / "src"
+        freeze_source(src, args.source_rev)
     res: dict[str, Any] = {"date": dt.date.today().isoformat(), "machine": machine(restic),
-                           "secops_version": {"start": secops_version()},
+                           "secops_version": {"start": secops_version(src, args.source_rev),
+                                              "source": str(src / "secops")},
                            "args": {k: str(v) for k, v in vars(args).items()},
                            "bars": {"ratio": RATIO_BAR, "rss_mib": RSS_BAR_MIB}}
 
@@ -1060,7 +1103,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"warm-up read of the tree: {read_tree(lay.tree) / 1e6:.0f} MB")
 
     measure(res, Sides(lay, restic, [], base_env(lay.restic_dir)), entries, args)
-    res["secops_version"]["end"] = secops_version()
+    res["secops_version"]["end"] = secops_version(src, args.source_rev)
+    res["secops_version"]["project_end"] = secops_version(PROJECT)
     if res["secops_version"]["end"]["digest"] != res["secops_version"]["start"]["digest"]:
         res["problems"].append("secops/ changed during the run: the figures mix versions "
                                f"({res['secops_version']['end']['text']} at the end)")

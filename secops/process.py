@@ -28,6 +28,20 @@ INSTALL_HINTS = {
 }
 
 
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def interrupt_all() -> int:
+    """SIGINT every running child's process group (restic then removes its lock)."""
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING)
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGINT)
+    return len(procs)
+
+
 @dataclass(frozen=True)
 class Completed:
     argv: tuple[str, ...]
@@ -85,6 +99,8 @@ def run(
 
         timer = threading.Timer(timeout, on_timeout)
         timer.start()
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)
         try:
             out = _collect(proc, stdin, on_line)
             proc.wait()
@@ -94,6 +110,8 @@ def run(
             raise
         finally:
             timer.cancel()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
     duration = time.monotonic() - start

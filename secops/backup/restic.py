@@ -208,6 +208,11 @@ class Restic:
             groups = []
         return groups
 
+    def check(self, repo: Repo, read_data_subset: str) -> None:
+        done = self._run(repo, ["check", f"--read-data-subset={read_data_subset}"])
+        if done.returncode != 0:
+            raise self.error(repo, done, "check")
+
     def prune(self, repo: Repo) -> None:
         done = self._run(repo, ["prune"])
         if done.returncode != 0:

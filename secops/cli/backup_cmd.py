@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -13,6 +15,7 @@ from secops.cli.render import console, emit_json, error, human_bytes, local_time
 if TYPE_CHECKING:
     from secops.backup.engine import Engine
     from secops.backup.models import Progress, TargetResult
+    from secops.config.schema import Config
 
 
 @click.group("backup")
@@ -33,10 +36,12 @@ def now(app: AppContext, target: str | None, reason: str, as_json: bool) -> int:
     cfg = app.config()
     engine = Engine.from_config(cfg)
     show_progress = not as_json and sys.stderr.isatty()
+    started = time.time()
     if show_progress:
         results = _with_progress(engine, target, reason)
     else:
         results = engine.backup(target, reason=reason)
+    _record(cfg, results, started)
     if as_json:
         emit_json({"results": [r.to_json() for r in results]})
     else:
@@ -46,6 +51,23 @@ def now(app: AppContext, target: str | None, reason: str, as_json: bool) -> int:
         error(f"backup failed on target(s): {', '.join(r.target for r in failed)}")
         return 1 if any(r.exit_code == 1 for r in failed) else 3
     return 0
+
+
+def _record(cfg: Config, results: list[TargetResult], started: float) -> None:
+    """Manual backups count for ``secops status`` and the daemon's catch-up too."""
+    from pathlib import Path
+
+    from secops.clock import iso_utc
+    from secops.daemon.state import StateDB, record_results
+
+    db = StateDB(Path(cfg.paths.state_dir) / "state.db")
+    try:
+        db.ensure_targets(t.name for t in cfg.backup.targets)
+        record_results(db, results, started=started, now=time.time(),
+                       now_iso=iso_utc(datetime.now(UTC)), retry_max=cfg.daemon.retry_max_seconds,
+                       retry_min=cfg.daemon.retry_min_seconds)
+    finally:
+        db.close()
 
 
 def _with_progress(engine: Engine, target: str | None, reason: str) -> list[TargetResult]:

@@ -23,9 +23,18 @@ def cli(ctx: click.Context, config_path: str | None, log_json: bool) -> None:
 
 
 def _register() -> None:
-    from secops.cli import backup_cmd, config_cmd, demo_cmd, init_cmd, keys_cmd, restore_cmd
+    from secops.cli import (
+        backup_cmd,
+        config_cmd,
+        daemon_cmd,
+        demo_cmd,
+        init_cmd,
+        keys_cmd,
+        restore_cmd,
+    )
 
-    for module in (backup_cmd, config_cmd, demo_cmd, init_cmd, keys_cmd, restore_cmd):
+    for module in (backup_cmd, config_cmd, daemon_cmd, demo_cmd, init_cmd, keys_cmd,
+                   restore_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -67,10 +67,36 @@ class Backup(_Strict, kw_only=True, frozen=True):
     targets: Annotated[list[Target], msgspec.Meta(min_length=1)]
 
 
+Clock = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+ClockOrOff = Annotated[str, msgspec.Meta(pattern=r"^(([01]\d|2[0-3]):[0-5]\d)?$")]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class Schedule(_Strict, kw_only=True, frozen=True):
+    """What the daemon runs on its own; 0 or "" switches a job off."""
+
+    backup_every_minutes: Annotated[int, msgspec.Meta(ge=0)] = 60
+    rescan_every_minutes: Annotated[int, msgspec.Meta(ge=0)] = 60
+    check_daily_at: ClockOrOff = "02:30"
+    check_read_data_subset: Annotated[str, msgspec.Meta(pattern=r"^\d{1,3}(\.\d+)?%$")] = "5%"
+    retention_daily_at: ClockOrOff = "04:00"
+    drill_weekday: Weekday | Literal[""] = "sunday"
+    drill_at: Clock = "03:00"
+
+
+class Daemon(_Strict, kw_only=True, frozen=True):
+    retry_min_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    retry_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 900.0
+    outage_alert_minutes: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    metrics_file: str | None = None  # Prometheus textfile; default state_dir/metrics/secops.prom
+
+
 class Config(_Strict, kw_only=True, frozen=True):
     office: Office
     paths: Paths
     backup: Backup
+    schedule: Schedule = msgspec.field(default_factory=Schedule)
+    daemon: Daemon = msgspec.field(default_factory=Daemon)
     # Where the file was loaded from; filled by the loader, never read from TOML.
     source: str = ""
 

@@ -24,6 +24,7 @@ watch = ["{data}"]
 exclude = ["*.tmp", "~$*", ".~lock.*#"]
 
 [backup]
+{backup_extra}
 lock_wait_seconds = {lock_wait}
 connect_timeout_seconds = 3
 restic_binary = "{restic}"
@@ -56,6 +57,8 @@ class Office:
     targets: list[str] = field(default_factory=list)
     lock_wait: float = 5
     restic: str = "restic"
+    backup_extra: str = ""
+    tail: str = ""
 
     @property
     def state(self) -> Path:
@@ -75,8 +78,9 @@ class Office:
             generate(self.data, voters_per_hamlet=30, candidates=3, units=2, scans=3,
                      scan_bytes=4000)
         text = HEADER.format(state=self.state, data=self.data, lock_wait=self.lock_wait,
-                             restic=self.restic)
-        self.config.write_text(text + "\n".join(self.targets), encoding="utf-8")
+                             restic=self.restic, backup_extra=self.backup_extra)
+        self.config.write_text(text + "\n".join(self.targets) + "\n" + self.tail,
+                               encoding="utf-8")
         return self
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300

@@ -63,7 +63,8 @@ def test_backup_now_reaches_every_target_with_tags(office: Office) -> None:
     sheet.write_text(sheet.read_text() + "Sửa đổi\n", encoding="utf-8")
     again = office.run("backup", "now", "--reason", "change", "--json")
     assert again.code == 0, again.err
-    assert [r["files_changed"] for r in again.json()["results"]] == [1, 1]
+    # the changed sheet, plus the new manifest and its signature
+    assert [r["files_changed"] for r in again.json()["results"]] == [3, 3]
 
     listed = office.run("snapshots", "--json")
     assert listed.code == 0, listed.err

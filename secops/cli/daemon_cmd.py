@@ -1,0 +1,107 @@
+"""``secops run`` (the daemon, in the foreground) and ``secops status``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from secops.cli.context import AppContext
+from secops.cli.render import console, emit_json
+
+
+def _logger(json_lines: bool) -> Any:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, serialize=json_lines, level="INFO",
+               format="{time:YYYY-MM-DD HH:mm:ss} {level:<7} {message}")
+    return logger
+
+
+@click.command("run")
+@click.option("--polling", is_flag=True, help="Poll instead of inotify (network file systems).")
+@click.pass_obj
+def run(app: AppContext, polling: bool) -> int:
+    """The daemon, in the foreground (systemd Type=notify)."""
+    from secops.config.loader import load_config
+    from secops.daemon.service import run_daemon
+
+    logger = _logger(app.log_json)
+    path = app.config_path
+
+    def log(level: str, message: str) -> None:
+        logger.log(level, message)
+
+    return run_daemon(lambda: load_config(path), log, force_polling=polling)
+
+
+def _daemon_state(info: dict[str, str | None]) -> str:
+    if info.get("status") != "running" or not info.get("heartbeat") or not info.get("pid"):
+        return "stopped"
+    beat = datetime.fromisoformat(str(info["heartbeat"]).replace("Z", "+00:00"))
+    if (datetime.now(UTC) - beat).total_seconds() > 60:
+        return "not responding"
+    try:
+        os.kill(int(str(info["pid"])), 0)
+    except (ProcessLookupError, ValueError):
+        return "stopped"
+    except PermissionError:
+        pass
+    return "running"
+
+
+def status_doc(app: AppContext) -> dict[str, Any]:
+    from secops.daemon.state import StateDB
+
+    cfg = app.config()
+    db_path = Path(cfg.paths.state_dir) / "state.db"
+    if not db_path.exists():
+        return {"daemon": "stopped",
+                "targets": {t.name: {"last_snapshot_time": None, "last_ok": None,
+                                     "last_error": None} for t in cfg.backup.targets},
+                "pending_changes": 0, "open_incidents": 0, "alerts": []}
+    db = StateDB(db_path)
+    try:
+        targets = {}
+        for t in cfg.backup.targets:
+            st = db.target(t.name)
+            last_ok = None if st.last_ok_time is None and st.last_error is None else \
+                st.failing_since is None
+            targets[t.name] = {"last_snapshot_time": st.last_ok_time, "last_ok": last_ok,
+                               "last_error": st.last_error if st.failing_since else None}
+        alerts = [{"time": e["time"], "kind": e["kind"], "score": None,
+                   "paths": e["details"].get("paths", []), "details": e["details"]}
+                  for e in db.recent_events(20)]
+        return {"daemon": _daemon_state(db.daemon_info()), "targets": targets,
+                "pending_changes": db.pending_count(), "open_incidents": 0, "alerts": alerts}
+    finally:
+        db.close()
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(app: AppContext, as_json: bool) -> int:
+    """Daemon up?, last backup per target, pending changes, open incidents."""
+    doc = status_doc(app)
+    if as_json:
+        emit_json(doc)
+        return 0
+    con = console()
+    con.print(f"daemon: {doc['daemon']}; pending changes: {doc['pending_changes']}; "
+              f"open incidents: {doc['open_incidents']}")
+    for name, t in doc["targets"].items():
+        state = {True: "[green]ok[/]", False: "[red]FAILING[/]", None: "never"}[t["last_ok"]]
+        con.print(f"  {name:<12} {state}  last backup: {t['last_snapshot_time'] or '-'}"
+                  + (f"  error: {t['last_error']}" if t["last_error"] else ""))
+    for a in doc["alerts"]:
+        con.print(f"  alert {a['time']} {a['kind']} {a['details']}")
+    return 0
+
+
+COMMANDS = [run, status]

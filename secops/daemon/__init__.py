@@ -1,0 +1,1 @@
+"""The daemon: `secops run` under systemd (Type=notify)."""

@@ -1,0 +1,64 @@
+"""The daemon's schedules (the ``schedule`` library) and the work each one does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from secops.clock import Clock
+from secops.config.schema import Config
+
+
+def build_schedule(cfg: Config, fire: Callable[[str], None]) -> Any:
+    """A ``schedule.Scheduler`` whose jobs call ``fire(kind)``; nothing runs here."""
+    import schedule
+
+    s = schedule.Scheduler()
+    sc = cfg.schedule
+    if sc.backup_every_minutes:
+        s.every(sc.backup_every_minutes).minutes.do(fire, "backup")
+    if sc.rescan_every_minutes:
+        s.every(sc.rescan_every_minutes).minutes.do(fire, "rescan")
+    if sc.check_daily_at:
+        s.every().day.at(sc.check_daily_at).do(fire, "check")
+    if sc.retention_daily_at:
+        s.every().day.at(sc.retention_daily_at).do(fire, "retention")
+    if sc.drill_weekday:
+        getattr(s.every(), sc.drill_weekday).at(sc.drill_at).do(fire, "drill")
+    return s
+
+
+def scheduled_work(cfg: Config, kind: str, clock: Clock) -> Callable[[], Any]:
+    """The function the worker runs for a scheduled ``check``, ``retention`` or ``drill``."""
+    from secops.backup.engine import Engine
+
+    def check() -> Any:
+        engine = Engine.from_config(cfg, clock)
+        out = {}
+        for t in cfg.backup.targets:
+            try:
+                repo = engine.open(t)
+                engine.with_lock_retry(repo, lambda r=repo: engine.restic.check(  # type: ignore[misc]
+                    r, cfg.schedule.check_read_data_subset))
+                out[t.name] = "ok"
+            except Exception as e:
+                out[t.name] = str(e)
+        return out
+
+    def retention() -> Any:
+        return Engine.from_config(cfg, clock).retention()
+
+    def drill() -> Any:
+        from secops.restore.drill import run_drill
+
+        engine = Engine.from_config(cfg, clock)
+        out = {}
+        for t in cfg.backup.targets:
+            try:
+                r = run_drill(cfg, engine, "latest", t.name, clock=clock)
+                out[t.name] = "ok" if r["ok"] else "FAILED"
+            except Exception as e:
+                out[t.name] = str(e)
+        return out
+
+    return {"check": check, "retention": retention, "drill": drill}[kind]

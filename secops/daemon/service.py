@@ -1,0 +1,330 @@
+"""``secops run``: the daemon.
+
+One loop owns the state: it drains watcher events into the state database, asks the
+debouncer when to back up, hands slow work (restic, hashing) to a single worker thread,
+records results, retries failing targets with backoff, runs the schedules, pings systemd.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from secops import process
+from secops.backup.engine import Engine
+from secops.clock import Clock, SystemClock, iso_utc
+from secops.config.schema import Config
+from secops.daemon import notify
+from secops.daemon.jobs import Done, Job, Worker
+from secops.daemon.metrics import write_metrics
+from secops.daemon.plan import build_schedule
+from secops.daemon.state import StateDB, record_results
+from secops.errors import ConfigError, SecopsError
+from secops.layout import StateDir
+from secops.watch.debounce import Debouncer
+from secops.watch.observer import Change, Watcher, inotify_headroom
+
+Log = Callable[[str, str], None]  # level, message
+
+
+class Service:
+    def __init__(self, load: Callable[[], Config], log: Log, clock: Clock | None = None,
+                 force_polling: bool = False) -> None:
+        self.load = load
+        self.log = log
+        self.clock = clock or SystemClock()
+        self.force_polling = force_polling
+        self.cfg = load()
+        self.events: queue.SimpleQueue[Change] = queue.SimpleQueue()
+        self.stop_requested = threading.Event()
+        self.reload_requested = threading.Event()
+        self.worker = Worker()
+        self.db = StateDB(StateDir(Path(self.cfg.paths.state_dir)).root / "state.db")
+        self.debouncer = Debouncer(self.cfg.backup.debounce_seconds,
+                                   self.cfg.backup.max_delay_seconds)
+        self.watcher: Watcher | None = None
+        self.backup_running = False
+        self.scheduler: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._check_folders()
+        self.db.ensure_targets(t.name for t in self.cfg.backup.targets)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self._start_watching()
+        self._submit_rescan("start")  # anything that changed while we were down
+        self.scheduler = build_schedule(self.cfg, self._scheduled)
+        notify.ready()
+        self.log("INFO", f"secops daemon ready: watching {', '.join(self.cfg.paths.watch)}")
+        ping = notify.watchdog_interval() or 10.0
+        next_ping = 0.0
+        while not self.stop_requested.is_set():
+            now = self.clock.monotonic()
+            if now >= next_ping:
+                self._heartbeat()
+                next_ping = now + min(ping, 10.0)
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self._reload()
+            self._drain(timeout=self._wait_time())
+            self._collect()
+            self._maybe_backup()
+            self._retry_failing()
+            self.scheduler.run_pending()
+        return self._shutdown()
+
+    def _shutdown(self) -> int:
+        notify.stopping()
+        self.log("INFO", "stopping: finishing or aborting the running job")
+        deadline = time.monotonic() + 8.0
+        if not self.worker.idle():
+            process.interrupt_all()
+        self._drain(timeout=0)
+        stopped = self.worker.stop(timeout=max(0.1, deadline - time.monotonic()))
+        self._collect()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.db.heartbeat(iso_utc(self.clock.now()), "stopped")
+        self.db.close()
+        self.log("INFO", "stopped" if stopped else "stopped (a job was still running)")
+        return 0
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested.set()
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_requested.set()
+
+    def _reload(self) -> None:
+        notify.reloading()
+        try:
+            cfg = self.load()
+        except SecopsError as e:
+            self.log("ERROR", f"config reload failed, keeping the running config: {e}")
+            notify.ready()
+            return
+        old_watch = (self.cfg.paths.watch, self.cfg.paths.exclude)
+        self.cfg = cfg
+        self.debouncer.debounce = cfg.backup.debounce_seconds
+        self.debouncer.max_delay = cfg.backup.max_delay_seconds
+        self.db.ensure_targets(t.name for t in cfg.backup.targets)
+        if (cfg.paths.watch, cfg.paths.exclude) != old_watch:
+            if self.watcher is not None:
+                self.watcher.stop()
+            self._start_watching()
+            self._submit_rescan("reload")
+        self.scheduler = build_schedule(cfg, self._scheduled)
+        self.log("INFO", "config reloaded")
+        notify.ready()
+
+    def _check_folders(self) -> None:
+        for i, w in enumerate(self.cfg.paths.watch):
+            if not Path(w).is_dir():
+                raise ConfigError(f"{self.cfg.source}: paths.watch[{i}]: {w} does not exist "
+                                  "or is not a folder")
+
+    def _start_watching(self) -> None:
+        folders, limit = inotify_headroom(self.cfg.paths.watch)
+        if limit is not None and folders > limit * 0.8:
+            want = max(folders * 2, 524288)
+            self.log("WARNING", f"{folders} folders to watch but fs.inotify.max_user_watches is "
+                     f"{limit}: raise it with 'sysctl -w fs.inotify.max_user_watches={want}' "
+                     "(and in /etc/sysctl.d/) or changes may be missed until a rescan")
+        self.watcher = Watcher(self.cfg.paths.watch, self.cfg.paths.exclude, self.events,
+                               self.force_polling)
+        for w in self.watcher.start():
+            self.log("WARNING", w)
+
+    # -- the loop's steps ------------------------------------------------------------------
+
+    def _wait_time(self) -> float:
+        deadline = self.debouncer.deadline()
+        if deadline is None:
+            return 0.5
+        return max(0.0, min(0.5, deadline - self.clock.monotonic()))
+
+    def _drain(self, timeout: float) -> None:
+        """Persist every queued change before it counts as handled."""
+        paths: set[str] = set()
+        rescans = False
+        try:
+            first = self.events.get(timeout=timeout) if timeout > 0 else \
+                self.events.get_nowait()
+        except queue.Empty:
+            return
+        batch = [first]
+        while len(batch) < 100_000:
+            try:
+                batch.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        for change in batch:
+            if change.kind == "rescan":
+                rescans = True
+            else:
+                paths.add(change.path)
+        if paths:
+            self.db.record_changes(paths, time.time())
+            self.debouncer.change(self.clock.monotonic())
+        if rescans:
+            self._submit_rescan("overflow or watch failure")
+
+    def _needing_backup(self) -> list[str]:
+        last = self.db.last_change()
+        now = time.time()
+        names = []
+        for t in self.cfg.backup.targets:
+            st = self.db.target(t.name)
+            if (st.synced_at or 0.0) >= last:
+                continue
+            if st.next_retry is not None and st.next_retry > now:
+                continue  # failing: waits for its retry time
+            names.append(t.name)
+        return names
+
+    def _maybe_backup(self) -> None:
+        if self.backup_running or not self.debouncer.due(self.clock.monotonic()):
+            return
+        self.debouncer.fired()
+        self._submit_backup(self._needing_backup(), "change")
+
+    def _retry_failing(self) -> None:
+        if self.backup_running or not self.worker.idle():
+            return
+        now = time.time()
+        due = []
+        for t in self.cfg.backup.targets:
+            st = self.db.target(t.name)
+            if st.next_retry is not None and st.next_retry <= now:
+                due.append(t.name)
+            self._alert_outage(t.name, st.failing_since, st.alerted, st.last_error, now)
+        if due:
+            self._submit_backup(due, "change")
+
+    def _alert_outage(self, name: str, since: float | None, alerted: bool, error: str | None,
+                      now: float) -> None:
+        limit = self.cfg.daemon.outage_alert_minutes * 60
+        if since is None or alerted or now - since < limit:
+            return
+        self.db.add_event(iso_utc(self.clock.now()), "target.unreachable", "daemon", "high",
+                          {"target": name, "since_s": round(now - since), "error": error})
+        self.db.mark_alerted(name)
+        self.log("ERROR", f"target {name!r} has been failing for {(now - since) / 60:.0f} "
+                 f"minutes: {error}")
+
+    def _submit_backup(self, names: list[str], reason: str) -> None:
+        if not names:
+            return
+        cfg = self.cfg
+        started = time.time()
+
+        def work() -> Any:
+            engine = Engine.from_config(cfg, self.clock)
+            return [r for n in names for r in engine.backup(n, reason=reason)]
+
+        if self.worker.submit(Job("backup", work, {"started": started, "targets": names})):
+            self.backup_running = True
+            notify.status(f"backing up to {', '.join(names)}")
+
+    def _submit_rescan(self, why: str) -> None:
+        if self.worker.queued("rescan"):
+            return
+        cfg = self.cfg
+
+        def work() -> Any:
+            from secops.manifest.cache import HashCache
+            from secops.manifest.scan import walk
+
+            cache = HashCache(Path(cfg.paths.state_dir) / "state.db")
+            try:
+                known = cache.load()
+            finally:
+                cache.close()
+            seen = set()
+            changed = []
+            for path, key in walk(cfg.paths.watch, cfg.paths.exclude):
+                seen.add(path)
+                hit = known.get(path)
+                if hit is None or hit[0] != key:
+                    changed.append(path)
+            changed += [p for p in known if p not in seen]
+            return changed
+
+        self.worker.submit(Job("rescan", work, {"why": why}))
+
+    def _scheduled(self, kind: str) -> None:
+        """Called by the scheduler: queue the job (the worker runs one at a time)."""
+        cfg = self.cfg
+        if kind == "backup":
+            self._submit_backup([t.name for t in cfg.backup.targets], "schedule")
+            return
+        if kind == "rescan":
+            self._submit_rescan("schedule")
+            return
+        from secops.daemon.plan import scheduled_work
+
+        self.worker.submit(Job(kind, scheduled_work(cfg, kind, self.clock)))
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                done = self.worker.done.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(done)
+
+    def _handle(self, done: Done) -> None:
+        kind = done.job.kind
+        if done.error is not None:
+            self.log("ERROR", f"{kind} failed: {done.error}")
+            if kind == "backup":
+                self.backup_running = False
+            return
+        if kind == "rescan":
+            changed: list[str] = done.result
+            if changed:
+                self.log("INFO", f"rescan ({done.job.info.get('why')}): {len(changed)} "
+                         "changed file(s)")
+                self.db.record_changes(changed, time.time())
+                self.debouncer.change(self.clock.monotonic())
+            elif done.job.info.get("why") == "start" and self._needing_backup():
+                self.debouncer.change(self.clock.monotonic())  # an interrupted backup
+            return
+        if kind == "backup":
+            self.backup_running = False
+            results = done.result
+            failed = record_results(self.db, results, started=done.job.info["started"],
+                                    now=time.time(), now_iso=iso_utc(self.clock.now()),
+                                    retry_max=self.cfg.daemon.retry_max_seconds,
+                                    retry_min=self.cfg.daemon.retry_min_seconds)
+            for r in results:
+                level = "INFO" if r.ok else "ERROR"
+                self.log(level, f"backup.{'completed' if r.ok else 'failed'} target={r.target} "
+                         f"snapshot={(r.snapshot_id or '')[:8]} error={r.error or ''}")
+            self._write_metrics()
+            notify.status(f"idle; {len(failed)} target(s) failing" if failed else "idle")
+            return
+        self.log("INFO", f"{kind} finished: {done.result}")
+
+    def _heartbeat(self) -> None:
+        self.db.heartbeat(iso_utc(self.clock.now()), "running")
+        notify.watchdog()
+
+    def _write_metrics(self) -> None:
+        try:
+            write_metrics(self.cfg, self.db)
+        except OSError as e:
+            self.log("WARNING", f"cannot write the metrics file: {e}")
+
+
+def run_daemon(load: Callable[[], Config], log: Log, force_polling: bool = False) -> int:
+    return Service(load, log, force_polling=force_polling).run()

@@ -1,0 +1,187 @@
+"""The daemon's durable state in ``state_dir/state.db`` (SQLite, WAL).
+
+- ``pending``: changed paths not yet in every target (written before a change counts as
+  handled, so ``kill -9`` loses nothing the rescan would not find again);
+- ``changes``: the time of the last change seen;
+- ``targets``: per target, the start time of its last successful backup (``synced_at``),
+  failures and retry schedule;
+- ``events``: alerts for ``secops status`` (and, later, the playbooks);
+- ``daemon``: pid and heartbeat, so ``secops status`` knows whether the daemon runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY, last_seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS targets (
+    name TEXT PRIMARY KEY,
+    synced_at REAL,
+    last_ok_time TEXT,
+    last_snapshot_id TEXT,
+    last_error TEXT,
+    failing_since REAL,
+    next_retry REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    alerted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL,
+    severity TEXT NOT NULL, details TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class TargetState:
+    name: str
+    synced_at: float | None
+    last_ok_time: str | None
+    last_snapshot_id: str | None
+    last_error: str | None
+    failing_since: float | None
+    next_retry: float | None
+    attempts: int
+    alerted: bool
+
+
+class StateDB:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def record_changes(self, paths: Iterable[str], when: float) -> int:
+        rows = [(p, when) for p in paths]
+        if not rows:
+            return 0
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO pending VALUES (?, ?) ON CONFLICT(path) DO UPDATE SET "
+                "last_seen = excluded.last_seen", rows)
+            self._set("last_change", str(when))
+        return len(rows)
+
+    def last_change(self) -> float:
+        v = self._get("last_change")
+        return float(v) if v else 0.0
+
+    def pending_count(self) -> int:
+        synced = self.min_synced()
+        row = self.db.execute("SELECT COUNT(*) FROM pending WHERE last_seen > ?",
+                              (synced,)).fetchone()
+        return int(row[0])
+
+    def min_synced(self) -> float:
+        row = self.db.execute("SELECT MIN(COALESCE(synced_at, 0)) FROM targets").fetchone()
+        return float(row[0] or 0.0)
+
+    def prune_pending(self) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM pending WHERE last_seen <= ?", (self.min_synced(),))
+
+    # -- targets ---------------------------------------------------------------------------
+
+    def ensure_targets(self, names: Iterable[str]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO targets (name) VALUES (?)",
+                                [(n,) for n in names])
+
+    def target(self, name: str) -> TargetState:
+        row = self.db.execute(
+            "SELECT name, synced_at, last_ok_time, last_snapshot_id, last_error, "
+            "failing_since, next_retry, attempts, alerted FROM targets WHERE name = ?",
+            (name,)).fetchone()
+        if row is None:
+            return TargetState(name, None, None, None, None, None, None, 0, False)
+        return TargetState(name=row[0], synced_at=row[1], last_ok_time=row[2],
+                           last_snapshot_id=row[3], last_error=row[4], failing_since=row[5],
+                           next_retry=row[6], attempts=int(row[7]), alerted=bool(row[8]))
+
+    def target_ok(self, name: str, started: float, time_iso: str, snapshot_id: str) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE targets SET synced_at = MAX(COALESCE(synced_at, 0), ?), "
+                "last_ok_time = ?, last_snapshot_id = ?, last_error = NULL, "
+                "failing_since = NULL, next_retry = NULL, attempts = 0, alerted = 0 "
+                "WHERE name = ?", (started, time_iso, snapshot_id, name))
+
+    def target_failed(self, name: str, now: float, error: str, next_retry: float) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE targets SET last_error = ?, failing_since = COALESCE(failing_since, ?), "
+                "next_retry = ?, attempts = attempts + 1 WHERE name = ?",
+                (error, now, next_retry, name))
+
+    def mark_alerted(self, name: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE targets SET alerted = 1 WHERE name = ?", (name,))
+
+    # -- events, daemon --------------------------------------------------------------------
+
+    def add_event(self, time_iso: str, kind: str, source: str, severity: str,
+                  details: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute("INSERT INTO events (time, kind, source, severity, details) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (time_iso, kind, source, severity,
+                             json.dumps(details, ensure_ascii=False)))
+
+    def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT time, kind, source, severity, details FROM events "
+                               "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"time": r[0], "kind": r[1], "source": r[2], "severity": r[3],
+                 "details": json.loads(r[4])} for r in rows]
+
+    def heartbeat(self, when_iso: str, status: str) -> None:
+        with self.db:
+            self._set("daemon_pid", str(os.getpid()))
+            self._set("daemon_heartbeat", when_iso)
+            self._set("daemon_status", status)
+
+    def daemon_info(self) -> dict[str, str | None]:
+        return {k: self._get(f"daemon_{k}") for k in ("pid", "heartbeat", "status")}
+
+    def _get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def _set(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                        "value = excluded.value", (key, value))
+
+
+def record_results(db: StateDB, results: Iterable[Any], *, started: float, now: float,
+                   now_iso: str, retry_max: float, retry_min: float = 15.0) -> list[str]:
+    """Store backup results; failed targets get a retry time with exponential backoff.
+
+    Returns the names of targets that failed.
+    """
+    failed = []
+    for r in results:
+        if r.ok:
+            db.target_ok(r.target, started, now_iso, r.snapshot_id or "")
+        else:
+            attempts = db.target(r.target).attempts
+            delay = min(retry_max, retry_min * (2 ** min(attempts, 10)))
+            db.target_failed(r.target, now, r.error or "failed", now + delay)
+            failed.append(r.target)
+    db.prune_pending()
+    return failed

@@ -1,0 +1,1 @@
+"""Watching folders: the debouncer (pure) and the watchdog observers (adapter)."""

@@ -1,0 +1,116 @@
+"""watchdog observers on every watched folder; callbacks only enqueue.
+
+inotify where it works, polling where it cannot; a queue overflow or a watch that cannot be
+added asks the daemon for an immediate rescan of the affected tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from secops.manifest.scan import excluded
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    kind: str  # created, modified, deleted, moved, rescan
+
+
+class _Handler:
+    """A watchdog event handler that filters and enqueues (never blocks, never does I/O)."""
+
+    def __init__(self, out: queue.SimpleQueue[Change], excludes: Sequence[str]) -> None:
+        self.out = out
+        self.excludes = list(excludes)
+
+    def dispatch(self, event: Any) -> None:
+        if event.is_directory and event.event_type != "moved":
+            return
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            path = os.fsdecode(raw) if raw else ""
+            if path and not self._excluded(path):
+                self.out.put(Change(path, str(event.event_type)))
+
+    def _excluded(self, path: str) -> bool:
+        parts = path.split("/")
+        return any(excluded(p, path, self.excludes) for p in parts if p)
+
+
+class _OverflowSignal(logging.Handler):
+    """watchdog reports a kernel queue overflow only in its log: turn that into a rescan."""
+
+    def __init__(self, out: queue.SimpleQueue[Change]) -> None:
+        super().__init__(logging.WARNING)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.out.put(Change("", "rescan"))
+
+
+class Watcher:
+    def __init__(self, roots: Sequence[str], excludes: Sequence[str],
+                 out: queue.SimpleQueue[Change], force_polling: bool = False) -> None:
+        self.roots = list(roots)
+        self.excludes = list(excludes)
+        self.out = out
+        self.force_polling = force_polling
+        self._observers: list[Any] = []
+        self.modes: dict[str, str] = {}
+        self._signal = _OverflowSignal(out)
+
+    def start(self) -> list[str]:
+        """Start one observer per root; returns warnings (fallbacks to polling)."""
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        for name in ("watchdog.observers.inotify", "watchdog.observers.inotify_c"):
+            logging.getLogger(name).addHandler(self._signal)
+        warnings = []
+        handler = _Handler(self.out, self.excludes)
+        for root in self.roots:
+            observer: Any = PollingObserver(timeout=2) if self.force_polling else Observer()
+            try:
+                observer.schedule(handler, root, recursive=True)
+                observer.start()
+                self.modes[root] = "polling" if self.force_polling else "inotify"
+            except OSError as e:
+                observer = PollingObserver(timeout=2)
+                observer.schedule(handler, root, recursive=True)
+                observer.start()
+                self.modes[root] = "polling"
+                warnings.append(f"{root}: inotify failed ({e.strerror or e}); polling instead")
+                self.out.put(Change(root, "rescan"))
+            self._observers.append(observer)
+        return warnings
+
+    def stop(self) -> None:
+        for o in self._observers:
+            o.stop()
+        for o in self._observers:
+            o.join(timeout=5)
+        self._observers.clear()
+        for name in ("watchdog.observers.inotify", "watchdog.observers.inotify_c"):
+            logging.getLogger(name).removeHandler(self._signal)
+
+
+def inotify_headroom(roots: Sequence[str]) -> tuple[int, int | None]:
+    """(folders to watch, fs.inotify.max_user_watches or None if unknown)."""
+    folders = 0
+    for root in roots:
+        for _dir, _subdirs, _files in os.walk(root):
+            folders += 1
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches", encoding="ascii") as f:
+            limit: int | None = int(f.read().strip())
+    except (OSError, ValueError):
+        limit = None
+    return folders, limit
