@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class Service:
         self.watcher: Watcher | None = None
         self.backup_running = False
         self.scheduler: Any = None
+        self.missing_roots: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -68,19 +70,49 @@ class Service:
         ping = notify.watchdog_interval() or 10.0
         next_ping = 0.0
         while not self.stop_requested.is_set():
-            now = self.clock.monotonic()
-            if now >= next_ping:
-                self._heartbeat()
-                next_ping = now + min(ping, 10.0)
-            if self.reload_requested.is_set():
-                self.reload_requested.clear()
-                self._reload()
-            self._drain(timeout=self._wait_time())
-            self._collect()
-            self._maybe_backup()
-            self._retry_failing()
-            self.scheduler.run_pending()
+            try:
+                now = self.clock.monotonic()
+                if now >= next_ping:
+                    self._heartbeat()
+                    self._check_roots()
+                    next_ping = now + min(ping, 10.0)
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    self._reload()
+                self._drain(timeout=self._wait_time())
+                self._collect()
+                self._maybe_backup()
+                self._retry_failing()
+                self.scheduler.run_pending()
+            except (SecopsError, OSError, sqlite3.Error) as e:
+                # The one place the loop catches: log, alert if we can, keep running.
+                self.log("ERROR", f"daemon loop: {e}")
+                self._alert("daemon.error", "high", {"error": str(e)})
+                self.stop_requested.wait(1.0)
         return self._shutdown()
+
+    def _alert(self, kind: str, severity: str, details: dict[str, Any]) -> None:
+        try:
+            self.db.add_event(iso_utc(self.clock.now()), kind, "daemon", severity, details)
+        except sqlite3.Error as e:  # e.g. the disk under state_dir is full
+            self.log("ERROR", f"cannot record alert {kind}: {e}")
+
+    def _check_roots(self) -> None:
+        """A watched folder removed while running: alert once, keep running."""
+        for root in self.cfg.paths.watch:
+            gone = not Path(root).is_dir()
+            if gone and root not in self.missing_roots:
+                self.missing_roots.add(root)
+                self.log("ERROR", f"watched folder {root} has disappeared; backups of it are "
+                         "paused until it is back")
+                self._alert("watch.folder_missing", "high", {"paths": [root]})
+            elif not gone and root in self.missing_roots:
+                self.missing_roots.discard(root)
+                self.log("INFO", f"watched folder {root} is back; watching it again")
+                if self.watcher is not None:
+                    self.watcher.stop()
+                self._start_watching()
+                self._submit_rescan("folder back")
 
     def _shutdown(self) -> int:
         notify.stopping()
@@ -148,8 +180,8 @@ class Service:
 
     def _wait_time(self) -> float:
         deadline = self.debouncer.deadline()
-        if deadline is None:
-            return 0.5
+        if deadline is None or self.backup_running or self.missing_roots:
+            return 0.5  # nothing due, or due but waiting: never spin
         return max(0.0, min(0.5, deadline - self.clock.monotonic()))
 
     def _drain(self, timeout: float) -> None:
@@ -194,6 +226,8 @@ class Service:
     def _maybe_backup(self) -> None:
         if self.backup_running or not self.debouncer.due(self.clock.monotonic()):
             return
+        if self.missing_roots:
+            return  # never snapshot a tree whose folder vanished; the alert is out
         self.debouncer.fired()
         self._submit_backup(self._needing_backup(), "change")
 

@@ -22,8 +22,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 class Daemon:
-    def __init__(self, office: Office) -> None:
+    def __init__(self, office: Office, *extra: str) -> None:
         self.office = office
+        self.extra = extra
         self.log_path = office.root / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -31,7 +32,8 @@ class Daemon:
         env = {"PATH": os.environ["PATH"], "HOME": str(self.office.root), "LANG": "C.UTF-8"}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "secops", "--config", str(self.office.config), "run"],
+            [sys.executable, "-m", "secops", "--config", str(self.office.config), "run",
+             *self.extra],
             stdout=log, stderr=log, env=env)
         log.close()
         wait_for(lambda: "daemon ready" in self.log() or self.proc is None

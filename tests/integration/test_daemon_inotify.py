@@ -1,0 +1,90 @@
+"""When inotify cannot keep up or cannot be used: rescan at once, poll, lose nothing.
+
+These tests lower the kernel's inotify limits for a moment (root only) to make the failure
+happen for real, and restore them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from integration.daemon import Daemon, wait_for
+from integration.office import Office, target_toml
+from integration.test_daemon import FAST, TAIL, settled
+
+pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg,
+              pytest.mark.skipif(os.geteuid() != 0, reason="changing inotify limits needs root")]
+
+
+@contextmanager
+def sysctl(name: str, value: int) -> Iterator[None]:
+    path = Path("/proc/sys/fs/inotify") / name
+    old = path.read_text().strip()
+    path.write_text(str(value))
+    try:
+        yield
+    finally:
+        path.write_text(old)
+
+
+@pytest.fixture
+def office(tmp_path: Path) -> Office:
+    o = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))], backup_extra=FAST,
+               tail=TAIL).write()
+    assert o.run("init").code == 0
+    return o
+
+
+def files_in_latest_manifest(office: Office) -> set[str]:
+    import json
+
+    manifest = office.state / "snapshot-manifest" / "secops-manifest.json"
+    return set(json.loads(manifest.read_text())["files"])
+
+
+def test_queue_overflow_triggers_an_immediate_rescan(office: Office) -> None:
+    with sysctl("max_queued_events", 16):
+        d = Daemon(office).start()  # its inotify instance gets the tiny queue
+    try:
+        wait_for(lambda: settled(d, office), 60, "the first backup")
+        burst = office.data / "burst"
+        burst.mkdir()
+        for i in range(3000):
+            (burst / f"f{i:04d}.csv").write_text(f"{i}\n")
+        wait_for(lambda: "rescan (overflow" in d.log(), 30, "the overflow rescan")
+        wait_for(lambda: settled(d, office) and len(
+            [p for p in files_in_latest_manifest(office) if "/burst/" in p]) == 3000, 90,
+            "every burst file in a backup")
+    finally:
+        d.stop()
+
+
+def test_a_watch_that_cannot_be_added_falls_back_to_polling(office: Office) -> None:
+    with sysctl("max_user_watches", 1):
+        d = Daemon(office).start()
+    try:
+        assert "polling instead" in d.log()
+        wait_for(lambda: settled(d, office), 60, "the first backup")
+        late = office.data / "danh-sach-cu-tri" / "moi.csv"
+        late.write_text("STT,Họ và tên\n1,Vũ Văn Nam\n", encoding="utf-8")
+        wait_for(lambda: str(late) in files_in_latest_manifest(office) and settled(d, office),
+                 60, "the change seen by polling and backed up")
+    finally:
+        d.stop()
+
+
+def test_polling_mode_on_request(office: Office) -> None:
+    d = Daemon(office, "--polling").start()
+    try:
+        wait_for(lambda: settled(d, office), 60, "the first backup")
+        late = office.data / "bien-ban-kiem-phieu" / "to-bau-cu-09.txt"
+        late.write_text("Biên bản bổ sung\n", encoding="utf-8")
+        wait_for(lambda: str(late) in files_in_latest_manifest(office) and settled(d, office),
+                 60, "the change backed up")
+    finally:
+        d.stop()
