@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 run: deps venv ## the demo: sample election folder, local + append-only off-site target
-	$(BIN)/secops --config configs/demo.toml demo
+	$(BIN)/secops --config configs/demo.toml demo --then-run
 
 lint: venv
 	$(BIN)/ruff check secops tests bench

@@ -28,11 +28,14 @@ def _logger(json_lines: bool) -> Any:
 @click.pass_obj
 def run(app: AppContext, polling: bool) -> int:
     """The daemon, in the foreground (systemd Type=notify)."""
+    return run_with_logging(app.config_path, app.log_json, polling)
+
+
+def run_with_logging(path: Path, log_json: bool, polling: bool = False) -> int:
     from secops.config.loader import load_config
     from secops.daemon.service import run_daemon
 
-    logger = _logger(app.log_json)
-    path = app.config_path
+    logger = _logger(log_json)
 
     def log(level: str, message: str) -> None:
         logger.log(level, message)

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from secops import process
@@ -25,7 +25,9 @@ from secops.errors import OperationalError, ToolMissing
 from secops.provision import initialise
 
 
-def run_tour(cfg: Config, keep_server: bool = False) -> int:
+def run_tour(cfg: Config, keep_server: bool = False,
+             then: Callable[[], int] | None = None) -> int:
+    """The tour; with ``then``, the daemon runs afterwards while the demo server stays up."""
     con = console()
     root = Path(cfg.paths.watch[0])
     if not root.exists() or not any(root.iterdir()):
@@ -61,7 +63,12 @@ def run_tour(cfg: Config, keep_server: bool = False) -> int:
             con.print(f"   [red]{name}: {e}[/]")
         drills_ok = _drills(cfg, engine)
         ok = ok and drills_ok
-        return 0 if ok and not failures and not report.failed else 3
+        code = 0 if ok and not failures and not report.failed else 3
+        if then is not None:
+            con.print(f"[bold]9.[/] The daemon now watches {root}: edit or add a file there and "
+                      "a backup follows within seconds (Ctrl-C stops it).")
+            return then() or code
+        return code
 
 
 def _drills(cfg: Config, engine: Engine) -> bool:

@@ -109,3 +109,11 @@ def test_describe_validation_error_shapes() -> None:
         "a: Expected 'int', got 'str'")
     assert describe_validation_error("Object missing required field `office`") == (
         "office: required key is missing")
+
+
+@pytest.mark.parametrize("name", ["secops.example.toml", "demo.toml"])
+def test_shipped_configs_load(name: str) -> None:
+    path = Path(__file__).parent.parent.parent / "configs" / name
+    cfg = load_config(path)
+    assert cfg.office.language == "vi"
+    assert any(t.append_only for t in cfg.backup.targets)
