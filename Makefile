@@ -3,10 +3,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates
-TOOLS  := restic rclone gpg /usr/sbin/sshd ssh
+APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck
+TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck
 
-.PHONY: all deps venv run test lint typecheck unit bench clean
+.PHONY: all deps venv run test lint typecheck unit bench clean install
 
 all: test
 
@@ -34,6 +34,7 @@ run: deps venv ## the demo: sample election folder, local + append-only off-site
 
 lint: venv
 	$(BIN)/ruff check secops tests bench
+	shellcheck scripts/install.sh
 
 typecheck: venv
 	$(BIN)/mypy
@@ -46,6 +47,9 @@ test: deps venv lint typecheck
 
 bench: deps venv
 	$(BIN)/python bench/backup_bench.py
+
+install: ## install on this server as root: /opt/secops, /usr/local/bin/secops, the unit, /etc/secops
+	scripts/install.sh
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache

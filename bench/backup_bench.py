@@ -985,6 +985,10 @@ def report(res: dict[str, Any]) -> str:
             f"{verdict(s['ratio_balanced'] <= RATIO_BAR)} / "
             + (verdict(proj <= RATIO_BAR) if proj else "-")])
     out.append(fmt_table(rows))
+    for key in ("first", "incremental"):
+        sc, rc = res[key]["secops_cpu_s"]["median"], res[key]["restic_cpu_s"]["median"]
+        out.append(f"CPU user+sys, {key}: secops (with its restic) {sc:.2f} s, restic by hand "
+                   f"{rc:.2f} s, ratio {sc / rc:.3f} (median)")
     if "control" in res:
         c = res["control"]["second_over_first"]
         out.append(f"order effect on this machine (A/A: restic then restic, first backups): "

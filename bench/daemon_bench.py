@@ -404,8 +404,8 @@ class ChildWatch:
         while not self._stop.is_set():
             now = time.time()
             pids = {int(p) for p in os.listdir("/proc") if p.isdigit()}
-            for pid in pids - self._seen:
-                self._seen.add(pid)
+            fresh, self._seen = pids - self._seen, pids  # pids get reused: new since last poll
+            for pid in fresh:
                 f = proc_stat(pid)
                 if f is None or int(f[2]) != self.parent or f[0] != "restic":
                     continue
@@ -555,6 +555,10 @@ def office_with_server(workdir: Path, name: str) -> Iterator[Office]:
         yield Office(root, server.url("bench"))
     finally:
         server.stop()
+        gnupg = root / "state" / "gnupg"
+        if gnupg.is_dir():  # the agent ``secops init`` started for this office only
+            subprocess.run(["gpgconf", "--homedir", str(gnupg), "--kill", "gpg-agent"],
+                           capture_output=True, timeout=30, check=False)
 
 
 @contextlib.contextmanager
@@ -839,6 +843,10 @@ def machine() -> dict[str, Any]:
             "loadavg_at_start": os.getloadavg(), "kernel": platform.release()}
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     ap.add_argument("--only", choices=["rpo", "storm", "idle"])
@@ -853,6 +861,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--idle-folders", type=int, default=500)
     ap.add_argument("--idle-seconds", type=float, default=60.0)
     args = ap.parse_args(argv)
+    # SIGTERM (and SIGINT, ignored in background jobs) unwind normally: every ``finally``
+    # stops the daemon and rclone this run started.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
     if args.samples < 20:
         ap.error("--samples must be at least 20")
     workdir: Path = args.workdir.resolve()

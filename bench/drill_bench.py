@@ -625,6 +625,24 @@ def restic_costs(lay: Layout, snap: str, runs: int = 3) -> dict[str, Any]:
     return out
 
 
+def hash_speeds(lay: Layout, n: int = 40) -> dict[str, float]:
+    """SHA-256 throughput (MB/s) on the ``n`` largest files of the tree, warm: GNU
+    sha256sum versus Python's hashlib (OpenSSL) on one thread, as secops hashes."""
+    files = sorted((p for p in lay.tree.rglob("*") if p.is_file()),
+                   key=lambda p: p.stat().st_size)[-n:]
+    size = sum(p.stat().st_size for p in files)
+    for p in files:
+        sha256_of(p)  # into the page cache
+    r = spawn(["sha256sum", *map(str, files)], secops_env(lay), lay.logs, "hash-speed")
+    must(r, "sha256sum")
+    t0 = time.monotonic()
+    for p in files:
+        sha256_of(p)
+    py_s = time.monotonic() - t0
+    return {"bytes": size, "sha256sum_mb_s": size / 1e6 / r.wall_s,
+            "hashlib_1_thread_mb_s": size / 1e6 / py_s}
+
+
 def python_startup(runs: int = 5) -> float:
     walls = []
     for _ in range(runs):
@@ -778,7 +796,8 @@ def print_report(res: Results, log: Callable[[str], None]) -> None:
         log(f"overhead over the anchor (each instrumented drill minus an anchor run paired "
             f"with it; median of {ph['runs']} pairs):")
         for name, v in o.items():
-            log(f"  {name:62} {v:+7.3f} s")
+            unit = "x" if name.startswith("ratio") else "s"
+            log(f"  {name:62} {v:+7.3f} {unit}")
     if res.imports:
         im = res.imports
         log("")
@@ -791,8 +810,12 @@ def print_report(res: Results, log: Callable[[str], None]) -> None:
         log("")
         log(f"fixed cost of one restic run (median of 3; key {rc['kdf']}):")
         for name, v in rc.items():
-            if name != "kdf":
+            if name not in ("kdf", "hash_speeds"):
                 log(f"  {name:62} {v:7.3f} s")
+        hs = rc["hash_speeds"]
+        log(f"SHA-256 speed, warm, {hs['bytes'] / 1e6:.0f} MB: sha256sum "
+            f"{hs['sha256sum_mb_s']:.0f} MB/s, hashlib one thread "
+            f"{hs['hashlib_1_thread_mb_s']:.0f} MB/s")
 
 
 def overhead(p: Mapping[str, float], wall_s: float, a: AnchorRun) -> dict[str, float]:
@@ -819,6 +842,7 @@ def overhead(p: Mapping[str, float], wall_s: float, a: AnchorRun) -> dict[str, f
         "anchor's gap between restore and sha256sum (negative)":
             -(a.total_s - a.restore_s - a.sha256sum_s),
         "TOTAL: drill wall - anchor A": wall_s - a.total_s,
+        "ratio: drill wall / anchor A": wall_s / a.total_s,
         "for reference: shutil.rmtree in drill - anchor rm -rf":
             p["rm scratch folder (shutil.rmtree)"] - a.rm_s,
     }
@@ -928,6 +952,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res.imports = import_profile(lay)
         res.imports["python_startup_s"] = python_startup()
         res.restic_costs = restic_costs(lay, snap)
+        res.restic_costs["hash_speeds"] = hash_speeds(lay)
     res.machine["loadavg_end"] = os.getloadavg()
     print_report(res, log)
     out = lay.work / "results.json"

@@ -161,3 +161,8 @@ def test_malformed_watchdog_environment(
     if pid is not None:
         monkeypatch.setenv(notify.WATCHDOG_PID, pid)
     assert notify.watchdog_interval() is None
+
+
+def test_socket_path_too_long_returns_false(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(notify.NOTIFY_SOCKET, "/" + "x" * 200)
+    assert notify.notify("READY=1") is False
