@@ -179,7 +179,7 @@ class Restic:
     # -- snapshots ----------------------------------------------------------------------------
 
     def snapshots(self, repo: Repo, tags: Sequence[str] = ()) -> list[Snapshot]:
-        args = ["snapshots", "--json"]
+        args = ["--no-lock", "snapshots", "--json"]  # read-only: no lock needed
         if tags:
             args += ["--tag", ",".join(tags)]
         done = self._run(repo, args, timeout=600)

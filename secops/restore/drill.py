@@ -24,8 +24,8 @@ def run_drill(cfg: Config, engine: Engine, ref: str, target: str, *, clock: Cloc
     scratch = state.root / "drill-scratch" / f"{stamp}-{target}"
     start = time.monotonic()
     try:
-        outcome = run_restore(cfg, engine, Request(ref, scratch, target=target, force=True),
-                              on_progress)
+        outcome = run_restore(cfg, engine, Request(ref, scratch, target=target, force=True,
+                                                   delete_verified=True), on_progress)
         rto = time.monotonic() - start
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

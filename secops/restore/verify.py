@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,13 +34,24 @@ def selected(manifest: Manifest, includes: Sequence[str]) -> list[str]:
 
 
 def verify_tree(manifest: Manifest, restored_root: Path, includes: Sequence[str] = (),
-                workers: int = 2) -> Verification:
-    """Every selected manifest file must exist under ``restored_root`` with the same hash."""
+                workers: int = 2, delete_after: bool = False) -> Verification:
+    """Every selected manifest file must exist under ``restored_root`` with the same hash.
+
+    ``delete_after`` removes each restored file once checked (a drill's scratch copy), so
+    freeing the space runs in parallel with hashing instead of after it.
+    """
     result = Verification()
     paths = selected(manifest, includes)
+
+    def check(p: str) -> str:
+        outcome = _check(manifest, restored_root, p)
+        if delete_after:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(restored_root, p.lstrip("/")))
+        return outcome
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for path, outcome in zip(paths, pool.map(lambda p: _check(manifest, restored_root, p),
-                                                 paths), strict=True):
+        for path, outcome in zip(paths, pool.map(check, paths), strict=True):
             if outcome == "missing":
                 result.missing.append(path)
             elif outcome == "ok":
