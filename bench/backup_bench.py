@@ -33,17 +33,20 @@ Peak RSS of the secops Python process is VmHWM from ``/proc/PID/status`` polled 
 (restic's own peak is its polled VmHWM and the ``wait4`` rusage of the by-hand run).
 
 After the timed rounds a diagnostic pass runs secops under a small driver that timestamps
-its phases in-process (interpreter start, imports, config and set-up, the restic run,
-snapshot id lookup and output, shutdown), for first and incremental backups, and records
-``PYTHONPROFILEIMPORTTIME``.  "Outside restic" (wall minus the restic run inside secops) is
-what secops adds; the projected ratio is (restic by hand + outside restic) / restic by hand,
-free of the order effect.  The report gives the verdict on both the measured
-(order-balanced) and the projected ratio.
+its phases in-process (interpreter start, imports, building the manifest, the restic run,
+the stability rescan, snapshot id lookup, the rest, shutdown), for first and incremental
+backups, and records ``PYTHONPROFILEIMPORTTIME``.  "Outside restic" (wall minus the restic
+run inside secops) is what secops adds; the projected ratio is (restic by hand + outside
+restic) / restic by hand, free of the order effect.  The report gives the verdict on both
+the measured (order-balanced) and the projected ratio.
+
+Every secops process imports a copy of secops/ taken at the start (from the working tree,
+or from ``--source-rev REV``) so that one run measures one version while the project is
+being edited; ``--live-source`` imports the project itself.
 
 Run: ``.venv/bin/python bench/backup_bench.py [--files 5000] [--mb 700] [--rounds 5]
-[--first-rounds 4] [--control-rounds 4] [--phase-runs 3] [--pause 2]
-[--workdir bench/.work]``; results also go to
-WORKDIR/results.json.
+[--first-rounds 4] [--control-rounds 4] [--phase-runs 3] [--pause 2] [--source-rev REV]
+[--workdir bench/.work]``; results also go to WORKDIR/results.json.
 """
 
 from __future__ import annotations

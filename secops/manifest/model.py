@@ -45,8 +45,10 @@ class Manifest:
         }
 
     def canonical(self) -> bytes:
-        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False).encode("utf-8")
+        """Deterministic bytes (sorted keys, no spaces, UTF-8): what is signed."""
+        import msgspec
+
+        return msgspec.json.encode(self.to_json(), order="sorted")
 
 
 def parse(data: bytes, where: str) -> Manifest:

@@ -7,8 +7,10 @@ matches any path component's name; a pattern with ``/`` matches the whole absolu
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,18 +29,24 @@ class ScanResult:
     hashed_bytes: int = 0
 
 
+@functools.lru_cache(maxsize=32)
+def _matchers(patterns: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """One compiled regex for name patterns and one for path patterns."""
+    names = [fnmatch.translate(p) for p in patterns if "/" not in p]
+    paths = [fnmatch.translate(p) for p in patterns if "/" in p]
+    return (re.compile("|".join(names)) if names else None,
+            re.compile("|".join(paths)) if paths else None)
+
+
 def excluded(name: str, path: str, patterns: Sequence[str]) -> bool:
-    for pat in patterns:
-        if "/" in pat:
-            if fnmatch.fnmatchcase(path, pat):
-                return True
-        elif fnmatch.fnmatchcase(name, pat):
-            return True
-    return False
+    by_name, by_path = _matchers(tuple(patterns))
+    return bool((by_name is not None and by_name.match(name)) or
+                (by_path is not None and by_path.match(path)))
 
 
 def walk(roots: Sequence[str], excludes: Sequence[str]) -> Iterator[tuple[str, Key]]:
     """Every regular file under ``roots`` (symlinks not followed), with its stat key."""
+    by_name, by_path = _matchers(tuple(excludes))
     stack = list(roots)
     while stack:
         folder = stack.pop()
@@ -47,7 +55,8 @@ def walk(roots: Sequence[str], excludes: Sequence[str]) -> Iterator[tuple[str, K
         except OSError:
             continue
         for e in entries:
-            if excluded(e.name, e.path, excludes):
+            if (by_name is not None and by_name.match(e.name)) or \
+                    (by_path is not None and by_path.match(e.path)):
                 continue
             try:
                 st = e.stat(follow_symlinks=False)
@@ -60,15 +69,18 @@ def walk(roots: Sequence[str], excludes: Sequence[str]) -> Iterator[tuple[str, K
 
 
 def sha256_file(path: str) -> str:
+    """SHA-256 of a file; hashlib releases the GIL, so threads hash in parallel."""
     h = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+        while n := f.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
 
 
 def scan(roots: Sequence[str], excludes: Sequence[str], cache: HashCache,
-         workers: int = 2) -> ScanResult:
+         workers: int = os.cpu_count() or 2) -> ScanResult:
     """Stat everything; hash only files whose (size, mtime, ctime, inode) changed."""
     known = cache.load()
     result = ScanResult()
