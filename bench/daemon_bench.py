@@ -160,6 +160,29 @@ def smaps_rollup(pid: int) -> dict[str, int]:
     return out
 
 
+def thread_ticks(pid: int) -> dict[int, int]:
+    """utime + stime per thread id (the main thread's id is ``pid``)."""
+    out: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue
+        f = text.rpartition(")")[2].split()
+        out[int(task.name)] = int(f[11]) + int(f[12])
+    return out
+
+
+def io_counters(pid: int) -> dict[str, int]:
+    """/proc/PID/io: syscr, syscw, read_bytes, write_bytes, ..."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            key, _, value = line.partition(":")
+            out[key] = int(value)
+    return out
+
+
 def cpu_ticks(pid: int) -> tuple[int, int] | None:
     """(utime + stime, cutime + cstime) of ``pid`` in clock ticks."""
     f = proc_stat(pid)
@@ -750,6 +773,7 @@ def _storm_run(d: Daemon, office: Office, targets: list[Path], *, writes: int,
         index = d.tail.count()
         hwm_before = status_kb(d.pid, "VmHWM")
         cpu0 = cpu_ticks(d.pid) or (0, 0)
+        threads0, io0 = thread_ticks(d.pid), io_counters(d.pid)
         t0 = time.time()
         for k in range(writes):
             ahead = t0 + k * seconds / writes - time.time()
@@ -765,6 +789,7 @@ def _storm_run(d: Daemon, office: Office, targets: list[Path], *, writes: int,
                 os.close(fd)
         t1 = time.time()
         cpu1 = cpu_ticks(d.pid) or cpu0
+        threads1, io1 = thread_ticks(d.pid), io_counters(d.pid)
         log(f"storm (max_delay {max_delay:g}): {writes} writes to {len(targets)} files in "
             f"{t1 - t0:.2f} s")
         d.wait_settled(900, "the daemon to settle after the storm")
@@ -801,7 +826,15 @@ def _storm_run(d: Daemon, office: Office, targets: list[Path], *, writes: int,
         "daemon_cpu_s": {"storm": round((cpu1[0] - cpu0[0]) / CLK_TCK, 2),
                          "storm_end_to_settled": round((cpu2[0] - cpu1[0]) / CLK_TCK, 2),
                          "children_storm_start_to_settled":
-                             round((cpu2[1] - cpu0[1]) / CLK_TCK, 2)},
+                             round((cpu2[1] - cpu0[1]) / CLK_TCK, 2),
+                         # per thread id during the storm ("main" = the daemon's loop)
+                         "storm_by_thread": {
+                             ("main" if tid == d.pid else str(tid)):
+                                 round((ticks - threads0.get(tid, 0)) / CLK_TCK, 2)
+                             for tid, ticks in threads1.items()}},
+        # /proc/PID/io during the storm: syscalls and bytes the daemon itself issued
+        "daemon_io_storm": {k: io1.get(k, 0) - io0.get(k, 0)
+                            for k in ("syscr", "syscw", "wchar", "write_bytes")},
         "rss_mb": {
             "before": rss.peak_mb(t0 - 2.5, t0),
             "peak_during_storm": rss.peak_mb(t0, t1),
@@ -879,7 +912,13 @@ def idle_scenario(workdir: Path, files: int, folders: int, seconds: float) -> di
 def machine() -> dict[str, Any]:
     restic = subprocess.run(["restic", "version"], capture_output=True, text=True, check=False)
     rclone = subprocess.run(["rclone", "version"], capture_output=True, text=True, check=False)
+    head = subprocess.run(["git", "-C", str(PROJECT), "log", "-1", "--format=%h %cI",
+                           "--", "secops"], capture_output=True, text=True, check=False)
+    dirty = subprocess.run(["git", "-C", str(PROJECT), "status", "--porcelain", "--", "secops"],
+                           capture_output=True, text=True, check=False)
     return {"python": platform.python_version(), "cpus": os.cpu_count(),
+            "secops_last_commit": head.stdout.strip(),
+            "secops_uncommitted_changes": bool(dirty.stdout.strip()),
             "restic": restic.stdout.strip(), "rclone": rclone.stdout.splitlines()[0],
             "loadavg_at_start": os.getloadavg(), "kernel": platform.release()}
 

@@ -104,3 +104,16 @@ def _stop_office_gpg_agents(tmp_path: Path) -> Iterator[None]:
     for home in tmp_path.glob("**/gnupg"):
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
                        capture_output=True, timeout=30, check=False)
+
+
+@pytest.fixture(autouse=True)
+def _stop_daemons() -> Iterator[None]:
+    """No test leaves a ``secops run`` behind, whatever failed."""
+    from integration.daemon import Daemon
+
+    yield
+    while Daemon.started:
+        d = Daemon.started.pop()
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()

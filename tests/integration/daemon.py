@@ -22,6 +22,11 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 class Daemon:
+    """The real daemon; every instance is stopped by the ``_stop_daemons`` fixture at the
+    latest, so a failed assertion never leaves one running."""
+
+    started: list[Daemon] = []  # noqa: RUF012 - a registry shared by design
+
     def __init__(self, office: Office, *extra: str) -> None:
         self.office = office
         self.extra = extra
@@ -36,6 +41,7 @@ class Daemon:
              *self.extra],
             stdout=log, stderr=log, env=env)
         log.close()
+        Daemon.started.append(self)
         wait_for(lambda: "daemon ready" in self.log() or self.proc is None
                  or self.proc.poll() is not None, 30, "the daemon to start")
         assert self.proc.poll() is None, self.log()
