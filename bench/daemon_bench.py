@@ -456,6 +456,9 @@ class ChildWatch:
                     env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
                 except OSError:
                     argv, env = [], []
+                if not any(argv):  # inside execve: the new arguments are not mapped yet
+                    self._seen.discard(pid)
+                    continue
                 repo = next((e.split(b"=", 1)[1].decode() for e in env
                              if e.startswith(b"RESTIC_REPOSITORY=")), "")
                 start = self._boot + int(f[20]) / CLK_TCK

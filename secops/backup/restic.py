@@ -86,6 +86,9 @@ class Restic:
         self.timeout = timeout
         self._run_fn = runner
         self._version: tuple[int, ...] | None = None
+        # restic 0.14 reports a short id; finding the full one costs a `restic snapshots`
+        # run (about 0.5 s) on network targets. The daemon turns it off.
+        self.resolve_full_ids = True
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -151,7 +154,7 @@ class Restic:
         if done.returncode == 3 and not warnings:
             warnings = (essential_lines(done.stderr),)
         snap_id = str(summary.get("snapshot_id", ""))
-        if len(snap_id) < 64:
+        if len(snap_id) < 64 and (self.resolve_full_ids or repo.local_path() is not None):
             snap_id = self._full_id(repo, snap_id)
         return BackupSummary(
             snapshot_id=snap_id,

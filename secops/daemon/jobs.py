@@ -24,7 +24,8 @@ class Done:
 
 
 class Worker:
-    def __init__(self) -> None:
+    def __init__(self, on_done: Callable[[], None] | None = None) -> None:
+        self.on_done = on_done
         self.todo: queue.Queue[Job | None] = queue.Queue(maxsize=64)
         self.done: queue.SimpleQueue[Done] = queue.SimpleQueue()
         self.busy = threading.Event()
@@ -62,3 +63,5 @@ class Worker:
                 self.done.put(Done(job, error=e))
             finally:
                 self.busy.clear()
+                if self.on_done is not None:
+                    self.on_done()  # wake the loop now rather than at its next timeout

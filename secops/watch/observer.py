@@ -69,8 +69,16 @@ class Watcher:
 
     def start(self) -> list[str]:
         """Start one observer per root; returns warnings (fallbacks to polling)."""
+        from watchdog import events as ev
         from watchdog.observers import Observer
         from watchdog.observers.polling import PollingObserver
+
+        # Only what can change content: opens and read-only closes (restic's and the
+        # hasher's own reads) never reach Python; the filter sets the inotify mask.
+        wanted: list[type[ev.FileSystemEvent]] = [
+            ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileDeletedEvent,
+            ev.FileMovedEvent, ev.FileClosedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent,
+            ev.DirMovedEvent]
 
         for name in ("watchdog.observers.inotify", "watchdog.observers.inotify_c"):
             logging.getLogger(name).addHandler(self._signal)
@@ -79,12 +87,12 @@ class Watcher:
         for root in self.roots:
             observer: Any = PollingObserver(timeout=2) if self.force_polling else Observer()
             try:
-                observer.schedule(handler, root, recursive=True)
+                observer.schedule(handler, root, recursive=True, event_filter=wanted)
                 observer.start()
                 self.modes[root] = "polling" if self.force_polling else "inotify"
             except OSError as e:
                 observer = PollingObserver(timeout=2)
-                observer.schedule(handler, root, recursive=True)
+                observer.schedule(handler, root, recursive=True, event_filter=wanted)
                 observer.start()
                 self.modes[root] = "polling"
                 warnings.append(f"{root}: inotify failed ({e.strerror or e}); polling instead")
