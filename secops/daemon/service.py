@@ -350,7 +350,23 @@ class Service:
             self._write_metrics()
             notify.status(f"idle; {len(failed)} target(s) failing" if failed else "idle")
             return
-        self.log("INFO", f"{kind} finished: {done.result}")
+        self._report_scheduled(kind, done.result)
+
+    def _report_scheduled(self, kind: str, result: Any) -> None:
+        """A scheduled check, drill or retention that fails on a target raises an alert."""
+        if kind in ("check", "drill") and isinstance(result, dict):
+            bad = {name: outcome for name, outcome in result.items() if outcome != "ok"}
+        elif kind == "retention" and isinstance(result, list):
+            bad = {row["target"]: row["error"] for row in result if not row.get("ok", True)}
+        else:
+            bad = {}
+        if not bad:
+            self.log("INFO", f"{kind} finished: {result}")
+            return
+        event = {"check": "backup.check_failed", "drill": "drill.failed",
+                 "retention": "backup.retention_failed"}.get(kind, f"{kind}.failed")
+        self.log("ERROR", f"{event}: {bad}")
+        self._alert(event, "high", {"targets": bad})
 
     def _heartbeat(self) -> None:
         self.db.heartbeat(iso_utc(self.clock.now()), "running")
