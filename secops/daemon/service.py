@@ -278,22 +278,13 @@ class Service:
 
         def work() -> Any:
             from secops.manifest.cache import HashCache
-            from secops.manifest.scan import walk
+            from secops.manifest.scan import changed_paths
 
             cache = HashCache(Path(cfg.paths.state_dir) / "state.db")
             try:
-                known = cache.load()
+                return changed_paths(cfg.paths.watch, cfg.paths.exclude, cache)
             finally:
                 cache.close()
-            seen = set()
-            changed = []
-            for path, key in walk(cfg.paths.watch, cfg.paths.exclude):
-                seen.add(path)
-                hit = known.get(path)
-                if hit is None or hit[0] != key:
-                    changed.append(path)
-            changed += [p for p in known if p not in seen]
-            return changed
 
         self.worker.submit(Job("rescan", work, {"why": why}))
 

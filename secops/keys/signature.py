@@ -21,14 +21,18 @@ def key_id(public_raw: bytes) -> str:
     return hashlib.sha256(public_raw).hexdigest()[:16]
 
 
-def sign(data: bytes, private_key: Any) -> bytes:
-    """The signature document (JSON) for ``data`` under an Ed25519 private key."""
+def public_key_id(public_key: Any) -> str:
+    """``key_id`` of an Ed25519 public key object."""
     from cryptography.hazmat.primitives import serialization
 
-    raw = private_key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                serialization.PublicFormat.Raw)
+    return key_id(public_key.public_bytes(serialization.Encoding.Raw,
+                                          serialization.PublicFormat.Raw))
+
+
+def sign(data: bytes, private_key: Any) -> bytes:
+    """The signature document (JSON) for ``data`` under an Ed25519 private key."""
     sig = private_key.sign(data)
-    doc = {"alg": "ed25519", "key_id": key_id(raw),
+    doc = {"alg": "ed25519", "key_id": public_key_id(private_key.public_key()),
            "signature": base64.b64encode(sig).decode("ascii")}
     return json.dumps(doc, sort_keys=True).encode("ascii")
 
@@ -36,7 +40,6 @@ def sign(data: bytes, private_key: Any) -> bytes:
 def verify(data: bytes, signature_doc: bytes, public_key: Any, where: str) -> None:
     """Raise ``IntegrityError`` unless ``signature_doc`` is a valid signature of ``data``."""
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
 
     try:
         doc = json.loads(signature_doc.decode("ascii"))
@@ -44,10 +47,10 @@ def verify(data: bytes, signature_doc: bytes, public_key: Any, where: str) -> No
         signer = str(doc.get("key_id", "?"))
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise IntegrityError(f"{where}: the signature file is unreadable") from None
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    if signer != key_id(raw):
+    office = public_key_id(public_key)
+    if signer != office:
         raise IntegrityError(
-            f"{where}: signed by another key ({signer}), not by the office key ({key_id(raw)})")
+            f"{where}: signed by another key ({signer}), not by the office key ({office})")
     try:
         public_key.verify(sig, data)
     except InvalidSignature:

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 
 from secops.errors import SigningError
-from secops.files import atomic_write, check_secret_file, write_secret
+from secops.files import atomic_write, check_secret_file, read_secret, write_secret
 
 
 def new_password() -> str:
@@ -39,6 +39,11 @@ def ensure_ed25519(key_path: Path, pub_path: Path) -> bool:
     write_secret(key_path, pem.decode("ascii"))
     atomic_write(pub_path, public_pem(key), 0o644)
     return True
+
+
+def load_office_key(key_path: Path):  # type: ignore[no-untyped-def]
+    """The office Ed25519 private key, after checking its file is private."""
+    return load_private_pem(read_secret(key_path, "Ed25519 key").encode("ascii"))
 
 
 def load_private_pem(data: bytes):  # type: ignore[no-untyped-def]

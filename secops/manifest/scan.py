@@ -79,6 +79,20 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def changed_paths(roots: Sequence[str], excludes: Sequence[str], cache: HashCache
+                  ) -> list[str]:
+    """Files added, changed or deleted since the hash cache last saw them (stat only)."""
+    known = cache.load()
+    seen: set[str] = set()
+    changed = []
+    for path, key in walk(roots, excludes):
+        seen.add(path)
+        hit = known.get(path)
+        if hit is None or hit[0] != key:
+            changed.append(path)
+    return changed + [p for p in known if p not in seen]
+
+
 def scan(roots: Sequence[str], excludes: Sequence[str], cache: HashCache,
          workers: int = os.cpu_count() or 2) -> ScanResult:
     """Stat everything; hash only files whose (size, mtime, ctime, inode) changed."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from secops.clock import Clock, iso_utc
 from secops.errors import SigningError
-from secops.files import atomic_write, read_secret
+from secops.files import atomic_write
 from secops.layout import StateDir
 from secops.manifest.cache import HashCache
 from secops.manifest.model import Entry, Manifest, sign
@@ -38,12 +38,12 @@ def manifest_folder(state: StateDir) -> Path:
 def build_and_sign(state: StateDir, office: str, roots: Sequence[str],
                    excludes: Sequence[str], clock: Clock) -> Built:
     """Scan (hashing only what changed), sign, and write the manifest folder."""
-    from secops.keys.store import load_private_pem
+    from secops.keys.store import load_office_key
 
     if not state.ed25519_key.exists():
         raise SigningError(f"the office Ed25519 key {state.ed25519_key} does not exist",
                            hint="run 'secops init'")
-    key = load_private_pem(read_secret(state.ed25519_key, "Ed25519 key").encode("ascii"))
+    key = load_office_key(state.ed25519_key)
     cache = HashCache(state.root / "state.db")
     try:
         result = scan(roots, excludes, cache)

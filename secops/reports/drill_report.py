@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from secops.cli.render import human_bytes
-from secops.files import atomic_write, read_secret
-from secops.keys.signature import key_id, sign
+from secops.files import atomic_write
+from secops.keys.signature import public_key_id, sign
 from secops.layout import StateDir
 from secops.reports.i18n import DRILL
 
@@ -35,14 +35,10 @@ def _local(iso: str) -> str:
 
 def write_report(state: StateDir, report: dict[str, Any], lang: str, stamp: str) -> Path:
     """Write ``drill-STAMP-TARGET.{json,json.sig,html}`` under reports/; return the JSON path."""
-    from cryptography.hazmat.primitives import serialization
+    from secops.keys.store import load_office_key
 
-    from secops.keys.store import load_private_pem
-
-    key = load_private_pem(read_secret(state.ed25519_key, "Ed25519 key").encode("ascii"))
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                        serialization.PublicFormat.Raw)
-    report = {**report, "report_signed_by": key_id(raw)}
+    key = load_office_key(state.ed25519_key)
+    report = {**report, "report_signed_by": public_key_id(key.public_key())}
     base = state.reports / f"drill-{stamp}-{report['target']}"
     data = json.dumps(report, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
     json_path = base.with_suffix(".json")

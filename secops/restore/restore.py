@@ -21,9 +21,9 @@ from secops.backup.models import Snapshot
 from secops.backup.restic import Repo
 from secops.config.schema import Config, Target
 from secops.errors import BackupError, IntegrityError, UsageError
-from secops.keys.signature import load_public_key, verify
+from secops.keys.signature import load_public_key, public_key_id, verify
 from secops.layout import StateDir
-from secops.manifest.model import Manifest, key_id, parse
+from secops.manifest.model import Manifest, parse
 from secops.manifest.store import MANIFEST_DIR, MANIFEST_NAME, SIGNATURE_NAME
 from secops.restore.select import resolve
 from secops.restore.verify import Verification, verify_tree
@@ -173,10 +173,7 @@ def _read_manifest(base: Path, snap: Snapshot, public_key: Any) -> tuple[Manifes
                              "is missing from the snapshot") from None
     where = f"snapshot {snap.short_id}: manifest"
     verify(data, sig, public_key, where)
-    from cryptography.hazmat.primitives import serialization
-
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return parse(data, where), key_id(raw)
+    return parse(data, where), public_key_id(public_key)
 
 
 class _Watch:

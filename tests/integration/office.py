@@ -34,6 +34,11 @@ keep_last = 1
 """
 
 
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root``, by relative path, with its content."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
 def target_toml(name: str, repository: str, **extra: Any) -> str:
     lines = ["[[backup.targets]]", f'name = "{name}"', f'repository = "{repository}"']
     for key, value in extra.items():

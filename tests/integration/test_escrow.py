@@ -7,17 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from integration.office import Office, target_toml
+from integration.office import Office, target_toml, tree
 from integration.servers import GpgHome, RestServer
 from secops.backup.engine import Engine, repo_for
 from secops.config.loader import load_config
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_rclone,
               pytest.mark.requires_gpg]
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from integration.office import Office, target_toml
+from integration.office import Office, target_toml, tree
 from integration.servers import GpgHome, RestServer
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_rclone,
               pytest.mark.requires_gpg]
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_recovery_on_a_new_machine(tmp_path: Path, rest_server: RestServer,

@@ -12,17 +12,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from integration.office import Office, target_toml
+from integration.office import Office, target_toml, tree
 from integration.servers import RestServer, SshServer
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
 
 DRILL_KEYS = {"ok", "snapshot_id", "target", "files_checked", "bytes", "mismatched", "missing",
               "rto_s", "report"}
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def restic_env(office: Office, target: str = "local") -> dict[str, str]:
