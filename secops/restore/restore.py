@@ -106,6 +106,9 @@ def run_restore(cfg: Config, engine: Engine, req: Request,
     to = check_destination(cfg, req)
     includes = check_includes(cfg, req.includes)
     target = pick_target(cfg, req.target)
+    if req.public_key is not None and not req.public_key.is_file():
+        raise UsageError(f"--public-key {req.public_key}: no such file",
+                         hint="use the office-ed25519.pub written by 'secops keys export-public'")
     public_key = load_public_key(req.public_key or state.ed25519_pub)
     repo = engine.open(target)
     snap = resolve(req.ref, engine.with_lock_retry(repo, lambda: engine.restic.snapshots(repo)),

@@ -188,6 +188,9 @@ def test_signature_from_another_key_fails(office: Office, tmp_path: Path) -> Non
     done = office.run("restore", "latest", "--to", str(tmp_path / "o"), "--public-key",
                       str(other_pub))
     assert_failed(done.code, done.out + done.err, "signed by another key")
+    missing = office.run("restore", "latest", "--to", str(tmp_path / "o3"), "--public-key",
+                         str(tmp_path / "nope.pub"))
+    assert missing.code == 2 and "no such file" in missing.err
     exported = tmp_path / "pub"
     assert office.run("keys", "export-public", "--out", str(exported)).code == 0
     twin = office.run("restore", "latest", "--to", str(tmp_path / "o2"), "--public-key",
