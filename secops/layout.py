@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# Canary (decoy) files carry this in their name: backups and the baseline leave them out.
+CANARY_MARK = "secops-canary"
+
 
 @dataclass(frozen=True)
 class StateDir:

@@ -110,7 +110,7 @@ class Engine:
     def build_manifest(self) -> Built:
         """Scan, hash what changed, and sign the manifest that goes into the snapshot."""
         return build_and_sign(StateDir(Path(self.cfg.paths.state_dir)), self.cfg.office.code,
-                              self.cfg.paths.watch, self.cfg.paths.exclude, self.clock)
+                              self.cfg.paths.watch, self.cfg.backup_excludes, self.clock)
 
     def backup_target(self, target: Target, reason: str, extra_tags: tuple[str, ...] = (),
                       on_progress: Callable[[Progress], None] | None = None,
@@ -126,8 +126,8 @@ class Engine:
                 paths = [*self.cfg.paths.watch, str(built.folder)]
                 summary = self.with_lock_retry(repo, functools.partial(
                     self.restic.backup, repo, paths, tags=tags,
-                    excludes=self.cfg.paths.exclude, on_progress=on_progress))
-                changed = changed_since(built, self.cfg.paths.watch, self.cfg.paths.exclude)
+                    excludes=self.cfg.backup_excludes, on_progress=on_progress))
+                changed = changed_since(built, self.cfg.paths.watch, self.cfg.backup_excludes)
                 if not changed:
                     break
                 built = None

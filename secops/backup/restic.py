@@ -196,6 +196,15 @@ class Restic:
         snaps = [snapshot_from_json(repo.name, it) for it in items]
         return sorted(snaps, key=lambda s: s.time)
 
+    def tag(self, repo: Repo, snapshot_id: str, add: Sequence[str]) -> None:
+        """Add tags (restic rewrites the snapshot under a new id; find it by its tags)."""
+        args = ["tag"]
+        for t in add:
+            args += ["--add", t]
+        done = self._run(repo, [*args, snapshot_id], timeout=600)
+        if done.returncode != 0:
+            raise self.error(repo, done, "tagging a snapshot")
+
     def forget(self, repo: Repo, policy_args: Sequence[str], *, dry_run: bool
                ) -> list[dict[str, Any]]:
         args = ["forget", "--json", *policy_args]

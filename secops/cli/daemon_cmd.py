@@ -77,7 +77,7 @@ def status_doc(app: AppContext) -> dict[str, Any]:
                 st.failing_since is None
             targets[t.name] = {"last_snapshot_time": st.last_ok_time, "last_ok": last_ok,
                                "last_error": st.last_error if st.failing_since else None}
-        alerts = [{"time": e["time"], "kind": e["kind"], "score": None,
+        alerts = [{"time": e["time"], "kind": e["kind"], "score": e["details"].get("score"),
                    "paths": e["details"].get("paths", []), "details": e["details"]}
                   for e in db.recent_events(20)]
         return {"daemon": _daemon_state(db.daemon_info()), "targets": targets,

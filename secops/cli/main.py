@@ -29,12 +29,13 @@ def _register() -> None:
         config_cmd,
         daemon_cmd,
         demo_cmd,
+        fim_cmd,
         init_cmd,
         keys_cmd,
         restore_cmd,
     )
 
-    for module in (backup_cmd, config_cmd, daemon_cmd, demo_cmd, init_cmd, keys_cmd,
+    for module in (backup_cmd, config_cmd, daemon_cmd, demo_cmd, fim_cmd, init_cmd, keys_cmd,
                    restore_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -135,6 +135,14 @@ def _check_semantics(cfg: Config, path: Path) -> None:
                 f"{path}: paths.watch[{i}]: the state_dir {cfg.paths.state_dir} lies inside this "
                 "watched folder; keep secops' own state outside the data it backs up"
             )
+    from secops.fim.rules import parse_window
+
+    for i, rule in enumerate(cfg.integrity.protect):
+        for j, w in enumerate(rule.windows):
+            try:
+                parse_window(w)
+            except ValueError as e:
+                raise ConfigError(f"{path}: integrity.protect[{i}].windows[{j}]: {e}") from None
     if cfg.backup.max_delay_seconds and cfg.backup.max_delay_seconds < cfg.backup.debounce_seconds:
         raise ConfigError(
             f"{path}: backup.max_delay_seconds: must be at least backup.debounce_seconds "

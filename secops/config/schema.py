@@ -91,14 +91,43 @@ class Daemon(_Strict, kw_only=True, frozen=True):
     metrics_file: str | None = None  # Prometheus textfile; default state_dir/metrics/secops.prom
 
 
+class Protect(_Strict, kw_only=True, frozen=True):
+    """Files that may change only within ``windows`` or a declared maintenance window."""
+
+    paths: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]],
+                     msgspec.Meta(min_length=1)]
+    windows: list[str] = msgspec.field(default_factory=list)  # checked by the loader
+
+
+class Integrity(_Strict, kw_only=True, frozen=True):
+    enabled: bool = True
+    canaries: bool = True              # decoy files in each watched folder and its subfolders
+    canary_depth: Annotated[int, msgspec.Meta(ge=0, le=8)] = 1
+    fanotify: bool = True              # writer pids and the open gate (needs root)
+    contain: bool = True               # freeze at once on ransomware.suspected
+    threshold: Annotated[float, msgspec.Meta(gt=0)] = 3.0
+    window_seconds: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    verify_daily_at: ClockOrOff = "01:30"   # a full re-hash (catches restored timestamps)
+    diff_max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 65536
+    protect: list[Protect] = msgspec.field(default_factory=list)
+
+
 class Config(_Strict, kw_only=True, frozen=True):
     office: Office
     paths: Paths
     backup: Backup
     schedule: Schedule = msgspec.field(default_factory=Schedule)
     daemon: Daemon = msgspec.field(default_factory=Daemon)
+    integrity: Integrity = msgspec.field(default_factory=Integrity)
     # Where the file was loaded from; filled by the loader, never read from TOML.
     source: str = ""
+
+    @property
+    def backup_excludes(self) -> list[str]:
+        """What backups leave out: the configured excludes and the canary (decoy) files."""
+        from secops.layout import CANARY_MARK
+
+        return [*self.paths.exclude, f"*{CANARY_MARK}*"]
 
     def target(self, name: str) -> Target:
         for t in self.backup.targets:

@@ -23,6 +23,8 @@ def build_schedule(cfg: Config, fire: Callable[[str], None]) -> Any:
         s.every().day.at(sc.check_daily_at).do(fire, "check")
     if sc.retention_daily_at:
         s.every().day.at(sc.retention_daily_at).do(fire, "retention")
+    if cfg.integrity.enabled and cfg.integrity.verify_daily_at:
+        s.every().day.at(cfg.integrity.verify_daily_at).do(fire, "fim_verify")
     if sc.drill_weekday:
         getattr(s.every(), sc.drill_weekday).at(sc.drill_at).do(fire, "drill")
     return s

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secops import process
 from secops.backup.engine import Engine
@@ -31,6 +31,10 @@ from secops.errors import ConfigError, SecopsError
 from secops.layout import StateDir
 from secops.watch.debounce import Debouncer
 from secops.watch.observer import Change, Watcher, inotify_headroom
+
+if TYPE_CHECKING:
+    from secops.fim.monitor import Monitor
+    from secops.fim.state import FimState
 
 Log = Callable[[str, str], None]  # level, message
 
@@ -54,6 +58,8 @@ class Service:
         self.backup_running = False
         self.scheduler: Any = None
         self.missing_roots: set[str] = set()
+        self.monitor: Monitor | None = None
+        self.fim_state: FimState | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -63,19 +69,23 @@ class Service:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
+        self._start_monitor()
         self._start_watching()
         self._submit_rescan("start")  # anything that changed while we were down
         self.scheduler = build_schedule(self.cfg, self._scheduled)
         notify.ready()
         self.log("INFO", f"secops daemon ready: watching {', '.join(self.cfg.paths.watch)}")
         ping = notify.watchdog_interval() or 10.0
-        next_ping = 0.0
+        next_ping = next_tick = 0.0
         while not self.stop_requested.is_set():
             try:
                 now = self.clock.monotonic()
                 if now >= next_ping:
                     self._heartbeat()
                     self._check_roots()
+                if now >= next_tick:
+                    self._tick_monitor()
+                    next_tick = now + 1.0
                     next_ping = now + min(ping, 10.0)
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
@@ -97,6 +107,24 @@ class Service:
             self.db.add_event(iso_utc(self.clock.now()), kind, "daemon", severity, details)
         except sqlite3.Error as e:  # e.g. the disk under state_dir is full
             self.log("ERROR", f"cannot record alert {kind}: {e}")
+
+    def _start_monitor(self) -> None:
+        if not self.cfg.integrity.enabled:
+            self.monitor = None
+            return
+        from secops.fim.monitor import Monitor
+        from secops.fim.state import FimState
+
+        self.fim_state = self.fim_state or FimState(self.db.path)
+        self.monitor = Monitor(self.cfg, self.log)
+        self.monitor.start()
+        # detection needs the baseline: wait for it (bounded) before watching starts
+        if not self.monitor.ready.wait(timeout=600):
+            self.log("WARNING", "the integrity baseline is still being built")
+
+    def _tick_monitor(self) -> None:
+        if self.monitor is not None and self.fim_state is not None:
+            self.monitor.tick(self.fim_state)
 
     def _check_roots(self) -> None:
         """A watched folder removed while running: alert once, keep running."""
@@ -126,6 +154,10 @@ class Service:
         self._collect()
         if self.watcher is not None:
             self.watcher.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
+        if self.fim_state is not None:
+            self.fim_state.close()
         self.db.heartbeat(iso_utc(self.clock.now()), "stopped")
         self.db.close()
         self.log("INFO", "stopped" if stopped else "stopped (a job was still running)")
@@ -146,10 +178,15 @@ class Service:
             notify.ready()
             return
         old_watch = (self.cfg.paths.watch, self.cfg.paths.exclude)
+        old_integrity = self.cfg.integrity
         self.cfg = cfg
         self.debouncer.debounce = cfg.backup.debounce_seconds
         self.debouncer.max_delay = cfg.backup.max_delay_seconds
         self.db.ensure_targets(t.name for t in cfg.backup.targets)
+        if (cfg.paths.watch, cfg.paths.exclude) != old_watch or cfg.integrity != old_integrity:
+            if self.monitor is not None:
+                self.monitor.stop()
+            self._start_monitor()
         if (cfg.paths.watch, cfg.paths.exclude) != old_watch:
             if self.watcher is not None:
                 self.watcher.stop()
@@ -204,7 +241,10 @@ class Service:
             if change.kind == "rescan":
                 rescans = True
             elif change.kind != "job":
-                paths.add(change.path)
+                paths.update(p for p in (change.path, change.dest) if p)
+                if self.monitor is not None:
+                    self.monitor.feed(change.kind, change.path, change.dest)
+        paths.discard("")
         if paths:
             self.db.record_changes(paths, time.time())
             self.debouncer.change(self.clock.monotonic())
@@ -282,7 +322,7 @@ class Service:
 
             cache = HashCache(Path(cfg.paths.state_dir) / "state.db")
             try:
-                return changed_paths(cfg.paths.watch, cfg.paths.exclude, cache)
+                return changed_paths(cfg.paths.watch, cfg.backup_excludes, cache)
             finally:
                 cache.close()
 
@@ -296,6 +336,12 @@ class Service:
             return
         if kind == "rescan":
             self._submit_rescan("schedule")
+            if self.monitor is not None:
+                self.monitor.request("rescan")
+            return
+        if kind == "fim_verify":
+            if self.monitor is not None:
+                self.monitor.request("verify")
             return
         from secops.daemon.plan import scheduled_work
 

@@ -46,6 +46,14 @@ def excluded(name: str, path: str, patterns: Sequence[str]) -> bool:
 
 def walk(roots: Sequence[str], excludes: Sequence[str]) -> Iterator[tuple[str, Key]]:
     """Every regular file under ``roots`` (symlinks not followed), with its stat key."""
+    for path, st in walk_stat(roots, excludes):
+        yield path, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def walk_stat(roots: Sequence[str], excludes: Sequence[str]
+              ) -> Iterator[tuple[str, os.stat_result]]:
+    """Every regular file under ``roots`` with its lstat: symlinks are never followed, so
+    nothing outside the watched trees is ever read."""
     by_name, by_path = _matchers(tuple(excludes))
     stack = list(roots)
     while stack:
@@ -65,7 +73,7 @@ def walk(roots: Sequence[str], excludes: Sequence[str]) -> Iterator[tuple[str, K
             if stat.S_ISDIR(st.st_mode):
                 stack.append(e.path)
             elif stat.S_ISREG(st.st_mode):
-                yield e.path, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                yield e.path, st
 
 
 def sha256_file(path: str) -> str:

@@ -19,7 +19,8 @@ from secops.manifest.scan import excluded
 @dataclass(frozen=True)
 class Change:
     path: str
-    kind: str  # created, modified, deleted, moved, rescan
+    kind: str       # created, modified, closed, deleted, moved, dir_created, rescan, job
+    dest: str = ""  # moved: where to
 
 
 class _Handler:
@@ -30,14 +31,23 @@ class _Handler:
         self.excludes = list(excludes)
 
     def dispatch(self, event: Any) -> None:
-        if event.is_directory and event.event_type != "moved":
+        kind = str(event.event_type)
+        if kind in ("opened", "closed_no_write"):
             return
-        if event.event_type in ("opened", "closed_no_write"):
+        src = os.fsdecode(event.src_path)
+        if event.is_directory:
+            if kind == "created" and not self._excluded(src):
+                self.out.put(Change(src, "dir_created"))  # new folder: fanotify marks it
+            if kind != "moved":
+                return
+        if kind == "moved":
+            dest = os.fsdecode(event.dest_path)
+            src_in, dest_in = not self._excluded(src), not self._excluded(dest)
+            if src_in or dest_in:  # a rename into or out of the excludes is half a move
+                self.out.put(Change(src if src_in else "", "moved", dest if dest_in else ""))
             return
-        for raw in (event.src_path, getattr(event, "dest_path", "")):
-            path = os.fsdecode(raw) if raw else ""
-            if path and not self._excluded(path):
-                self.out.put(Change(path, str(event.event_type)))
+        if not self._excluded(src):
+            self.out.put(Change(src, kind))
 
     def _excluded(self, path: str) -> bool:
         parts = path.split("/")

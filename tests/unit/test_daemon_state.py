@@ -68,7 +68,11 @@ def test_handler_enqueues_only_what_matters() -> None:
     h.dispatch(Ev("modified", "/d/sub", is_directory=True))
     h.dispatch(Ev("opened", "/d/a.csv"))
     h.dispatch(Ev("moved", "/d/b.tmp", dest_path="/d/b.csv"))
+    h.dispatch(Ev("moved", "/d/c.csv", dest_path="/d/d.csv"))
+    h.dispatch(Ev("created", "/d/new", is_directory=True))
     got = []
     while not out.empty():
         got.append(out.get())
-    assert got == [Change("/d/a.csv", "modified"), Change("/d/b.csv", "moved")]
+    # a save through an excluded temp file is half a move: only its destination counts
+    assert got == [Change("/d/a.csv", "modified"), Change("", "moved", "/d/b.csv"),
+                   Change("/d/c.csv", "moved", "/d/d.csv"), Change("/d/new", "dir_created")]

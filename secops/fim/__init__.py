@@ -1,0 +1,1 @@
+"""File integrity monitoring: ransomware detection on watched folders."""

@@ -1,0 +1,119 @@
+"""The integrity baseline: one row per watched file in ``state_dir/state.db`` (WAL).
+
+Besides what AIDE records (path, size, times, inode, mode, owner, SHA-256) each row keeps
+what the ransomware detectors compare against: the type from magic bytes, whether the
+container parsed, the entropy of a sample and a similarity sketch. Small protected text
+files also keep a compressed shadow copy, so an unauthorised change can be shown as a diff.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fim_files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL, mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, ftype TEXT NOT NULL, parses INTEGER NOT NULL, entropy REAL NOT NULL,
+    fp BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fim_shadow (path TEXT PRIMARY KEY, content BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS fim_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    mode: int
+    uid: int
+    gid: int
+    sha256: str
+    ftype: str
+    parses: bool
+    entropy: float
+    fp: bytes
+
+    def same_stat(self, st: os.stat_result) -> bool:
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.mode, self.uid,
+                self.gid) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                              st.st_mode, st.st_uid, st.st_gid)
+
+    def row(self) -> tuple[object, ...]:
+        return (self.path, self.size, self.mtime_ns, self.ctime_ns, self.inode, self.mode,
+                self.uid, self.gid, self.sha256, self.ftype, int(self.parses), self.entropy,
+                self.fp)
+
+
+class Baseline:
+    def __init__(self, db_path: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(db_path, timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def load(self) -> dict[str, Record]:
+        rows = self._db.execute("SELECT * FROM fim_files")
+        return {r[0]: Record(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                             bool(r[10]), r[11], bytes(r[12])) for r in rows}
+
+    def get(self, path: str) -> Record | None:
+        r = self._db.execute("SELECT * FROM fim_files WHERE path = ?", (path,)).fetchone()
+        if r is None:
+            return None
+        return Record(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                      bool(r[10]), r[11], bytes(r[12]))
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM fim_files").fetchone()[0])
+
+    def replace_all(self, records: Iterable[Record]) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM fim_files")
+            self._db.executemany("INSERT INTO fim_files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 [r.row() for r in records])
+
+    def apply(self, upsert: Iterable[Record], delete: Iterable[str]) -> None:
+        with self._db:
+            self._db.executemany("DELETE FROM fim_files WHERE path = ?",
+                                 [(p,) for p in delete])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO fim_files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [r.row() for r in upsert])
+
+    # -- shadow copies of small protected text files, for diffs ----------------------------
+
+    def shadow(self, path: str) -> bytes | None:
+        r = self._db.execute("SELECT content FROM fim_shadow WHERE path = ?",
+                             (path,)).fetchone()
+        return zlib.decompress(r[0]) if r else None
+
+    def set_shadow(self, path: str, content: bytes | None) -> None:
+        with self._db:
+            if content is None:
+                self._db.execute("DELETE FROM fim_shadow WHERE path = ?", (path,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO fim_shadow VALUES (?, ?)",
+                                 (path, zlib.compress(content, 6)))
+
+    def meta(self, key: str) -> str | None:
+        r = self._db.execute("SELECT value FROM fim_meta WHERE key = ?", (key,)).fetchone()
+        return str(r[0]) if r else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO fim_meta VALUES (?, ?)", (key, value))

@@ -1,0 +1,231 @@
+"""Containment: stop the writers, make the watched trees unwritable, pin the last good
+snapshot; and the exact reverse for ``secops unfreeze``.
+
+Root ignores mode bits, so the trees are frozen with the immutable attribute
+(``FS_IOC_SETFLAGS``, what ``chattr +i`` does): no write, rename, delete or create, for root
+too. Only paths secops itself made immutable are recorded and later released; a file that
+was immutable before stays so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import functools
+import os
+import signal
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+FS_IMMUTABLE_FL = 0x00000010
+PROTECTED_PIDS = frozenset({0, 1})
+
+
+@dataclass
+class FreezeResult:
+    paths: list[str] = field(default_factory=list)    # made immutable by us
+    unsupported: int = 0                              # filesystem without the attribute
+    failed: list[str] = field(default_factory=list)
+
+
+def describe_process(pid: int) -> dict[str, Any]:
+    info: dict[str, Any] = {"pid": pid}
+    with contextlib.suppress(OSError):
+        info["exe"] = os.readlink(f"/proc/{pid}/exe")
+    with contextlib.suppress(OSError):
+        raw = open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: SIM115 - tiny
+        info["cmdline"] = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a][:20]
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in open(f"/proc/{pid}/status", encoding="utf-8", errors="replace"):  # noqa: SIM115
+            if line.startswith("Uid:"):
+                info["uid"] = int(line.split()[1])
+            elif line.startswith("PPid:"):
+                info["ppid"] = int(line.split()[1])
+    return info
+
+
+def stop_processes(pids: Sequence[int]) -> list[dict[str, Any]]:
+    """SIGSTOP each writer (never ourselves, our parent or pid 1); describe what was done."""
+    out = []
+    me = {os.getpid(), os.getppid()}
+    for pid in pids:
+        if pid in PROTECTED_PIDS or pid in me:
+            continue
+        info = describe_process(pid)
+        try:
+            os.kill(pid, signal.SIGSTOP)
+            info["stopped"] = True
+        except ProcessLookupError:
+            info["stopped"] = False
+            info["error"] = "already gone"
+        except PermissionError:
+            info["stopped"] = False
+            info["error"] = "not permitted"
+        out.append(info)
+    return out
+
+
+def resume_processes(processes: Sequence[dict[str, Any]], kill: bool) -> list[dict[str, Any]]:
+    out = []
+    for p in processes:
+        if not p.get("stopped"):
+            continue
+        pid = int(p["pid"])
+        if not _same_process(pid, p):
+            out.append({"pid": pid, "result": "gone"})
+            continue
+        try:
+            if kill:
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGCONT)
+            out.append({"pid": pid, "result": "killed" if kill else "resumed"})
+        except ProcessLookupError:
+            out.append({"pid": pid, "result": "gone"})
+    return out
+
+
+def _same_process(pid: int, recorded: dict[str, Any]) -> bool:
+    """The pid still names the process we stopped (not a recycled pid)."""
+    now = describe_process(pid)
+    if "exe" not in now and "cmdline" not in now:
+        return False
+    return now.get("exe") == recorded.get("exe") and \
+        now.get("cmdline") == recorded.get("cmdline")
+
+
+def writers_under(roots: Sequence[str]) -> list[int]:
+    """Without fanotify: processes holding a file under ``roots`` open for writing."""
+    prefixes = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
+    me = os.getpid()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) in (me, 1):
+            continue
+        pid = int(entry.name)
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if not target.startswith(prefixes):
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as f:
+                    flags = int(next(x for x in f if x.startswith("flags:")).split()[1], 8)
+            except (OSError, StopIteration, ValueError):
+                continue
+            if flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
+                found.append(pid)
+                break
+    return found
+
+
+def _flags(fd: int) -> int:
+    return int(struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))[0])
+
+
+def set_immutable(path: str, on: bool) -> bool:
+    """True if this call changed the attribute. Raises OSError (EOPNOTSUPP/ENOTTY: none)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        flags = _flags(fd)
+        new = flags | FS_IMMUTABLE_FL if on else flags & ~FS_IMMUTABLE_FL
+        if new == flags:
+            return False
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", new))
+        return True
+    finally:
+        os.close(fd)
+
+
+def is_immutable(path: str) -> bool:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return bool(_flags(fd) & FS_IMMUTABLE_FL)
+    finally:
+        os.close(fd)
+
+
+def freeze_trees(roots: Sequence[str]) -> FreezeResult:
+    """Make every folder and regular file under ``roots`` immutable, files first (a frozen
+    folder still lets its files be rewritten, a frozen file does not)."""
+    result = FreezeResult()
+    folders: list[str] = []
+    for root in roots:
+        for folder, _dirs, files in os.walk(root):
+            folders.append(folder)
+            for name in files:
+                _freeze_one(os.path.join(folder, name), result)
+    for folder in reversed(folders):
+        _freeze_one(folder, result)
+    return result
+
+
+def _freeze_one(path: str, result: FreezeResult) -> None:
+    try:
+        if set_immutable(path, True):
+            result.paths.append(path)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL):
+            result.unsupported += 1
+        elif e.errno not in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
+            result.failed.append(f"{path}: {e.strerror}")
+
+
+def thaw(paths: Sequence[str]) -> list[str]:
+    """Clear the attribute on exactly these paths; returns failures."""
+    failed = []
+    for path in paths:
+        try:
+            set_immutable(path, False)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            failed.append(f"{path}: {e.strerror}")
+    return failed
+
+
+def pin_pre_attack(cfg: Any, before: float, freeze_id: int) -> dict[str, Any]:
+    """Find, per target, the last snapshot taken before ``before`` (epoch seconds) and pin it.
+
+    Tags ``pinned`` and ``freeze-<id>`` where the repository allows; on an append-only target
+    nothing can be deleted anyway, and ``restic tag`` (which rewrites the snapshot) is
+    refused, so the snapshot is only recorded.
+    """
+    from secops.backup.engine import Engine
+    from secops.errors import SecopsError
+
+    engine = Engine.from_config(cfg)
+    when = datetime.fromtimestamp(before, UTC)
+    out: dict[str, Any] = {}
+    for target in cfg.backup.targets:
+        try:
+            repo = engine.open(target)
+            snaps = [s for s in engine.restic.snapshots(repo, tags=(f"office:{cfg.office.code}",))
+                     if s.time < when]
+            if not snaps:
+                out[target.name] = {"id": None, "error": "no snapshot before the attack"}
+                continue
+            snap = snaps[-1]
+            entry: dict[str, Any] = {"id": snap.id, "short_id": snap.short_id,
+                                     "time": snap.time.isoformat().replace("+00:00", "Z")}
+            if target.append_only:
+                entry["tagged"] = False
+                entry["note"] = "append-only target: kept by the server, not re-tagged"
+            else:
+                engine.with_lock_retry(repo, functools.partial(
+                    engine.restic.tag, repo, snap.id, add=("pinned", f"freeze-{freeze_id}")))
+                entry["tagged"] = True
+                entry["tags_added"] = ["pinned", f"freeze-{freeze_id}"]
+            out[target.name] = entry
+        except SecopsError as e:
+            out[target.name] = {"id": None, "error": str(e)}
+    return out

@@ -1,0 +1,284 @@
+"""Linux fanotify through ctypes: who wrote a file, and a gate on file opens.
+
+One :class:`Fanotify` group watches single directories (``watch_dir``; not recursive, the caller
+marks every directory).  ``run()`` reads the kernel's event queue and calls back with an
+:class:`Event` per ``close_write`` (a file opened for writing was closed: its writer's pid and an
+fd onto the file) and, when gating, per ``open_perm`` (a process is opening a file and waits until
+the callback answers :data:`ALLOW` or :data:`DENY`).
+
+Rules the callback must keep:
+
+- ``Event.fd`` is valid only during the callback; read it with ``os.pread``.  The kernel opened
+  it with FMODE_NONOTIFY, so reading it raises no events.
+- Never ``open()`` a file in a watched directory from the thread that runs ``run()``: the open
+  waits for a permission answer that only that thread could give.  Other threads of this process
+  are fine: our own opens are allowed without a callback.
+- Be quick: with ``gate=True`` every open in a watched directory waits on the callback.
+
+Events of our own process (the hasher, a containment thread) never reach the callback.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+import select
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from secops.errors import OperationalError
+
+# linux/fanotify.h and linux/fcntl.h
+FAN_CLOSE_WRITE = 0x00000008
+FAN_Q_OVERFLOW = 0x00004000
+FAN_OPEN_PERM = 0x00010000
+FAN_EVENT_ON_CHILD = 0x08000000
+FAN_CLOEXEC = 0x00000001
+FAN_NONBLOCK = 0x00000002
+FAN_CLASS_NOTIF = 0x00000000
+FAN_CLASS_CONTENT = 0x00000004
+FAN_MARK_ADD = 0x00000001
+FAN_MARK_REMOVE = 0x00000002
+FAN_ALLOW = 0x01
+FAN_DENY = 0x02
+FAN_NOFD = -1
+FANOTIFY_METADATA_VERSION = 3
+AT_FDCWD = -100
+
+ALLOW = True
+DENY = False
+
+_META = struct.Struct("=IBBHQii")  # struct fanotify_event_metadata, 24 bytes
+_RESPONSE = struct.Struct("=iI")  # struct fanotify_response
+_READ_SIZE = 64 * 1024
+_DELETED = " (deleted)"
+
+
+class FanotifyUnavailable(OperationalError):
+    """fanotify cannot be used here: no privilege, or the kernel lacks it."""
+
+    def __init__(self, message: str, *, errno_: int | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.errno = errno_
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One fanotify event; ``fd`` is valid only during the callback (read it with os.pread)."""
+
+    kind: str  # "open_perm" | "close_write" | "overflow"
+    pid: int
+    path: str
+    fd: int
+
+
+_OVERFLOW = Event("overflow", 0, "", -1)
+
+
+def unavailable_message(err: int, *, gate: bool) -> tuple[str, str]:
+    """A person's explanation of a ``fanotify_init`` failure: (message, hint)."""
+    what = "file-access gating (fanotify)" if gate else "file-write monitoring (fanotify)"
+    if err == errno.EPERM:
+        return (f"{what} is not permitted: it needs root (CAP_SYS_ADMIN)",
+                "run the secops daemon as root")
+    if err == errno.ENOSYS:
+        return (f"{what} is unavailable: this kernel was built without fanotify",
+                "use a kernel with CONFIG_FANOTIFY=y")
+    if err == errno.EINVAL:
+        return (f"{what} is unavailable: the kernel rejected the request; it lacks fanotify"
+                + (" permission events" if gate else ""),
+                "use a kernel with CONFIG_FANOTIFY=y"
+                + (" and CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y" if gate else ""))
+    if err == errno.EMFILE:
+        return (f"{what} is unavailable: too many fanotify groups are open",
+                "raise /proc/sys/fs/fanotify/max_user_groups or stop other fanotify users")
+    return f"{what} is unavailable: {os.strerror(err)}", "check the kernel log"
+
+
+def mark_error(err: int, path: str) -> OSError:
+    """The OSError for a failed ``fanotify_mark`` on ``path``, explained for a person."""
+    if err == errno.ENOSPC:
+        text = ("fanotify mark limit reached; raise /proc/sys/fs/fanotify/max_user_marks "
+                "or watch fewer directories")
+    else:
+        text = f"cannot watch directory with fanotify: {os.strerror(err)}"
+    return OSError(err, text, path)
+
+
+@functools.cache
+def _libc() -> tuple[Any, Any]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        init, mark = libc.fanotify_init, libc.fanotify_mark
+    except AttributeError as e:
+        raise FanotifyUnavailable("the C library has no fanotify_init/fanotify_mark",
+                                  errno_=errno.ENOSYS, hint="fanotify needs Linux") from e
+    init.argtypes = [ctypes.c_uint, ctypes.c_uint]
+    init.restype = ctypes.c_int
+    mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int,
+                     ctypes.c_char_p]
+    mark.restype = ctypes.c_int
+    return init, mark
+
+
+def _path_of(fd: int) -> str:
+    try:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+    return path[: -len(_DELETED)] if path.endswith(_DELETED) else path
+
+
+class Fanotify:
+    """One fanotify group: mark directories, then ``run()`` the event loop in one thread."""
+
+    def __init__(self, gate: bool = True) -> None:
+        init, self._mark_fn = _libc()
+        flags = FAN_CLOEXEC | FAN_NONBLOCK | (FAN_CLASS_CONTENT if gate else FAN_CLASS_NOTIF)
+        fd = init(flags, os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC)
+        if fd < 0:
+            err = ctypes.get_errno()
+            message, hint = unavailable_message(err, gate=gate)
+            raise FanotifyUnavailable(message, errno_=err, hint=hint)
+        try:
+            self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._mask = FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD | (FAN_OPEN_PERM if gate else 0)
+        self._lock = threading.Lock()
+        self._running = False
+        self._closing = False
+
+    def watch_dir(self, path: str) -> None:
+        """Watch the files directly in directory ``path`` (not its subdirectories)."""
+        err = self._mark(FAN_MARK_ADD, path)
+        if err:
+            raise mark_error(err, path)
+
+    def unwatch_dir(self, path: str) -> None:
+        """Stop watching ``path``; a directory that is not (or no longer) watched is fine."""
+        err = self._mark(FAN_MARK_REMOVE, path)
+        if err and err not in (errno.ENOENT, errno.EINVAL):
+            raise mark_error(err, path)
+
+    def _mark(self, flags: int, path: str) -> int:
+        if self._closing:
+            raise ValueError("the fanotify group is closed")
+        if self._mark_fn(self._fd, flags, self._mask, AT_FDCWD, os.fsencode(path)) < 0:
+            return ctypes.get_errno() or errno.EIO
+        return 0
+
+    def run(self, on_event: Callable[[Event], bool], stop: threading.Event,
+            poll_s: float = 0.2) -> None:
+        """Deliver events to ``on_event`` until ``stop`` is set or the group is closed.
+
+        ``on_event``'s result answers ``open_perm`` events (ALLOW/DENY) and is ignored for the
+        others.  If it raises, the event is allowed, the rest of the batch read with it is
+        allowed without a callback, and the exception propagates.  Permission events still
+        queued then wait until ``close()``.
+        """
+        with self._lock:
+            if self._closing:
+                return
+            if self._running:
+                raise RuntimeError("Fanotify.run() is already running in another thread")
+            self._running = True
+        try:
+            self._loop(on_event, stop, max(0, round(poll_s * 1000)))
+        finally:
+            with self._lock:
+                self._running = False
+                if self._closing:
+                    self._release()
+
+    def _loop(self, on_event: Callable[[Event], bool], stop: threading.Event,
+              timeout_ms: int) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        poller.register(self._wake, select.POLLIN)
+        own_pid, fd = os.getpid(), self._fd
+        while not stop.is_set() and not self._closing:
+            if not poller.poll(timeout_ms) or self._closing:
+                continue
+            try:
+                buf = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                continue
+            self._dispatch(buf, on_event, own_pid)
+
+    def _dispatch(self, buf: bytes, on_event: Callable[[Event], bool], own_pid: int) -> None:
+        """Handle every event in ``buf``: answer each permission event, close each fd."""
+        group, unpack, respond = self._fd, _META.unpack_from, _RESPONSE.pack
+        failure: BaseException | None = None
+        off, end = 0, len(buf)
+        while off + _META.size <= end:
+            event_len, vers, _, _, mask, fd, pid = unpack(buf, off)
+            if vers != FANOTIFY_METADATA_VERSION or event_len < _META.size:
+                raise FanotifyUnavailable(
+                    f"unexpected fanotify event format (version {vers}, length {event_len};"
+                    f" expected version {FANOTIFY_METADATA_VERSION})")
+            off += event_len
+            perm = mask & FAN_OPEN_PERM
+            allowed = True
+            try:
+                if failure is None and pid != own_pid:
+                    if mask & FAN_Q_OVERFLOW:
+                        on_event(_OVERFLOW)
+                    path = _path_of(fd) if fd >= 0 else ""
+                    if mask & FAN_CLOSE_WRITE:
+                        on_event(Event("close_write", pid, path, fd))
+                    if perm:
+                        allowed = on_event(Event("open_perm", pid, path, fd))
+            except BaseException as e:  # answered below, re-raised after the batch
+                failure, allowed = e, True
+            if fd >= 0:
+                try:
+                    if perm:
+                        os.write(group, respond(fd, FAN_ALLOW if allowed else FAN_DENY))
+                except OSError as e:  # the kernel dropped the event; keep answering the rest
+                    failure = failure or e
+                finally:
+                    os.close(fd)
+        if failure is not None:
+            raise failure
+
+    def close(self) -> None:
+        """Close the group; the kernel allows any permission event still pending.
+
+        Safe from any thread and more than once.  While ``run()`` is active, it is woken, returns
+        and releases the descriptors itself (so its fd number cannot be reused under it).
+        """
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            if self._running:
+                os.eventfd_write(self._wake, 1)
+            else:
+                self._release()
+
+    def _release(self) -> None:
+        os.close(self._fd)
+        os.close(self._wake)
+
+    def __enter__(self) -> Fanotify:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def available(gate: bool = True) -> bool:
+    """Whether a fanotify group (with permission events when ``gate``) can be made here."""
+    try:
+        Fanotify(gate=gate).close()
+    except FanotifyUnavailable:
+        return False
+    return True
