@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS targets (
     attempts INTEGER NOT NULL DEFAULT 0,
     alerted INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS backups (
+    target TEXT NOT NULL, snapshot_id TEXT NOT NULL, started REAL NOT NULL, finished REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS backups_by_target ON backups (target, finished);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time TEXT NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL,
@@ -125,6 +129,20 @@ class StateDB:
                 "failing_since = NULL, next_retry = NULL, attempts = 0, alerted = 0 "
                 "WHERE name = ?", (started, time_iso, snapshot_id, name))
 
+    def backup_taken(self, target: str, snapshot_id: str, started: float, finished: float
+                     ) -> None:
+        with self.db:
+            self.db.execute("INSERT INTO backups VALUES (?, ?, ?, ?)",
+                            (target, snapshot_id, started, finished))
+
+    def last_backup_before(self, target: str, when: float) -> tuple[str, float, float] | None:
+        """The newest snapshot whose backup had *finished* before ``when``:
+        (snapshot id, started, finished)."""
+        row = self.db.execute(
+            "SELECT snapshot_id, started, finished FROM backups WHERE target = ? AND "
+            "finished < ? ORDER BY finished DESC LIMIT 1", (target, when)).fetchone()
+        return (str(row[0]), float(row[1]), float(row[2])) if row else None
+
     def target_failed(self, name: str, now: float, error: str, next_retry: float) -> None:
         with self.db:
             self.db.execute(
@@ -180,6 +198,8 @@ def record_results(db: StateDB, results: Iterable[Any], *, started: float, now: 
     for r in results:
         if r.ok:
             db.target_ok(r.target, started, now_iso, r.snapshot_id or "")
+            if r.snapshot_id:
+                db.backup_taken(r.target, r.snapshot_id, started, now)
         else:
             attempts = db.target(r.target).attempts
             delay = min(retry_max, retry_min * (2 ** min(attempts, 10)))

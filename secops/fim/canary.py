@@ -23,7 +23,7 @@ NOTICE = ("Tệp canh gác của hệ thống secops: không mở, không sửa,
 
 
 def is_canary(path: str) -> bool:
-    return CANARY_MARK in os.path.basename(path)
+    return os.path.basename(path) in NAMES
 
 
 def _content(name: str) -> bytes:

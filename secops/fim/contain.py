@@ -18,7 +18,7 @@ import signal
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 FS_IOC_GETFLAGS = 0x80086601
@@ -193,8 +193,13 @@ def thaw(paths: Sequence[str]) -> list[str]:
     return failed
 
 
-def pin_pre_attack(cfg: Any, before: float, freeze_id: int) -> dict[str, Any]:
-    """Find, per target, the last snapshot taken before ``before`` (epoch seconds) and pin it.
+def pin_pre_attack(cfg: Any, before: float, freeze_id: int,
+                   finished: dict[str, str] | None = None) -> dict[str, Any]:
+    """Pin, per target, the last snapshot taken before the attack began at ``before``.
+
+    ``finished`` names, per target, the newest snapshot the daemon saw *complete* before
+    ``before``: a snapshot that was still being written when the attack began may hold
+    damaged files. Without it, a snapshot started a minute before ``before`` is taken.
 
     Tags ``pinned`` and ``freeze-<id>`` where the repository allows; on an append-only target
     nothing can be deleted anyway, and ``restic tag`` (which rewrites the snapshot) is
@@ -209,8 +214,12 @@ def pin_pre_attack(cfg: Any, before: float, freeze_id: int) -> dict[str, Any]:
     for target in cfg.backup.targets:
         try:
             repo = engine.open(target)
-            snaps = [s for s in engine.restic.snapshots(repo, tags=(f"office:{cfg.office.code}",))
-                     if s.time < when]
+            snaps = engine.restic.snapshots(repo, tags=(f"office:{cfg.office.code}",))
+            known = (finished or {}).get(target.name)
+            if known:
+                snaps = [s for s in snaps if s.id.startswith(known)]
+            else:
+                snaps = [s for s in snaps if s.time < when - timedelta(minutes=1)]
             if not snaps:
                 out[target.name] = {"id": None, "error": "no snapshot before the attack"}
                 continue
@@ -225,6 +234,11 @@ def pin_pre_attack(cfg: Any, before: float, freeze_id: int) -> dict[str, Any]:
                     engine.restic.tag, repo, snap.id, add=("pinned", f"freeze-{freeze_id}")))
                 entry["tagged"] = True
                 entry["tags_added"] = ["pinned", f"freeze-{freeze_id}"]
+                # restic rewrote the snapshot under a new id: record the one that exists now
+                now = engine.restic.snapshots(repo, tags=(f"freeze-{freeze_id}",))
+                if now:
+                    entry["id_before_tagging"] = snap.id
+                    entry["id"], entry["short_id"] = now[-1].id, now[-1].short_id
             out[target.name] = entry
         except SecopsError as e:
             out[target.name] = {"id": None, "error": str(e)}

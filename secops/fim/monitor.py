@@ -49,6 +49,7 @@ class Monitor:
         self.db_path = Path(cfg.paths.state_dir) / "state.db"
         self.excludes = fim_excludes(cfg.paths.exclude, cfg.paths.state_dir)
         self.index: dict[str, Record] = {}
+        self.by_inode: dict[int, str] = {}
         self.detector = Detector(cfg.integrity.threshold, cfg.integrity.window_seconds,
                                  origin=self.index.get)
         self.q: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -148,7 +149,7 @@ class Monitor:
         else:
             report = run_scan(roots, self.excludes, self.baseline, "scan")
             changes = report.changes
-        self.index.update(self.baseline.load())
+        self._reload_index()
         self.protected.init_shadows(self.index)
         if self.cfg.integrity.fanotify:
             self._start_fanotify()
@@ -172,6 +173,8 @@ class Monitor:
             self._handle_batch(batch)
 
     def _handle_batch(self, batch: list[tuple[Any, ...]]) -> None:
+        # a maintenance window opened a moment ago counts for this very batch
+        self.in_maintenance = self.state.maintenance() is not None
         changes: dict[str, tuple[str, str]] = {}
         for item in batch:
             what = item[0]
@@ -220,13 +223,13 @@ class Monitor:
                     self._observe(Observation(now, "deleted", path, before=before))
                     found.append(FimChange("deleted", path, before, None))
                     delete.append(path)
-                    self.index.pop(path, None)
+                    self._forget(path)
                 continue
             if before is not None and before.sha256 == after.sha256 and \
                     (before.mode, before.uid, before.gid) == (after.mode, after.uid, after.gid):
                 if before != after:
                     upsert.append(after)
-                    self.index[path] = after
+                    self._remember(after)
                 continue
             if not self._fan_fresh(path, now):
                 self._observe(self._observation(now, path, before, after))
@@ -237,7 +240,7 @@ class Monitor:
             else:
                 found.append(FimChange("meta", path, before, after))
             upsert.append(after)
-            self.index[path] = after
+            self._remember(after)
         self.baseline.apply(upsert, delete)
         self._check_rules(found)
 
@@ -246,7 +249,7 @@ class Monitor:
         if is_canary(src) or is_canary(dest):
             self._observe(Observation(now, "renamed", dest, old_path=src, canary=True))
             return []
-        before = self.index.pop(src, None)
+        before = self._forget(src)
         if not dest:  # renamed into the excludes: gone, as far as we are concerned
             if before is not None:
                 delete.append(src)
@@ -269,13 +272,15 @@ class Monitor:
             self._observe(self._observation(now, dest, replaced, after))
             out.append(FimChange("modified", dest, replaced, after))
         elif before is not None:
+            if before.sha256 != after.sha256 and not self._fan_fresh(dest, now):
+                self._observe(self._observation(now, dest, before, after))  # renamed + changed
             out.append(FimChange("renamed", dest, before, after, old_path=src))
         else:
             if not self._fan_fresh(dest, now):
                 self._observe(self._observation(now, dest, None, after))
             out.append(FimChange("added", dest, None, after))
         upsert.append(after)
-        self.index[dest] = after
+        self._remember(after)
         return out
 
     def _observation(self, now: float, path: str, before: Record | None, after: Record
@@ -287,6 +292,34 @@ class Monitor:
                 sample = Path(path).read_bytes()[:4096]
         return Observation(now, "modified" if before else "added", path, before=before,
                            after=probe, text_sample=sample)
+
+    def _reload_index(self) -> None:
+        self.index.clear()
+        self.index.update(self.baseline.load())
+        self.by_inode = {r.inode: p for p, r in self.index.items()}
+
+    def _remember(self, rec: Record) -> None:
+        old = self.index.get(rec.path)
+        if old is not None and self.by_inode.get(old.inode) == rec.path:
+            del self.by_inode[old.inode]
+        self.index[rec.path] = rec
+        self.by_inode[rec.inode] = rec.path
+
+    def _forget(self, path: str) -> Record | None:
+        old = self.index.pop(path, None)
+        if old is not None and self.by_inode.get(old.inode) == path:
+            del self.by_inode[old.inode]
+        return old
+
+    def _renamed_from(self, fd: int) -> Record | None:
+        """A file not (yet) known under its path: is it a known file renamed (same inode)?
+        Renames reach us through inotify, later than the write that follows them."""
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return None
+        path = self.by_inode.get(st.st_ino)
+        return self.index.get(path) if path else None
 
     def _observe(self, obs: Observation) -> None:
         verdict = self.detector.observe(obs, self.in_maintenance)
@@ -316,8 +349,7 @@ class Monitor:
         report = run_scan(self.cfg.paths.watch, self.excludes, self.baseline, mode)
         for path in report.unreadable:
             self.log("WARNING", f"integrity {mode}: unreadable: {path}")
-        self.index.clear()
-        self.index.update(self.baseline.load())
+        self._reload_index()
         if report.changes:
             self.log("INFO", f"integrity {mode}: {len(report.changes)} change(s)")
             self._judge_changes(report.changes, pid=None)
@@ -416,7 +448,7 @@ class Monitor:
                     probe.ftype in TEXTUAL and path not in self.index else b""
             except OSError:
                 return True
-            before = self.index.get(path)
+            before = self.index.get(path) or self._renamed_from(ev.fd)
             obs = Observation(now, "modified" if before else "added", path, before=before,
                               after=probe, pid=ev.pid, text_sample=sample)
             self.fan_seen[path] = now
@@ -482,8 +514,16 @@ class Monitor:
         t.start()
 
     def _pin(self, before: float, freeze_id: int) -> None:
+        from secops.daemon.state import StateDB
+
+        db = StateDB(self.db_path)
         try:
-            pinned = contain.pin_pre_attack(self.cfg, before - 1.0, freeze_id)
+            finished = {t.name: hit[0] for t in self.cfg.backup.targets
+                        if (hit := db.last_backup_before(t.name, before)) is not None}
+        finally:
+            db.close()
+        try:
+            pinned = contain.pin_pre_attack(self.cfg, before, freeze_id, finished)
         except Exception as e:
             pinned = {"error": str(e)}
         state = FimState(self.db_path)

@@ -28,7 +28,7 @@ ReadAt = Callable[[int, int], bytes]  # (offset, length) -> bytes
 
 # Types whose bytes are already compressed or encoded: entropy says nothing for them.
 CONTAINERS = frozenset({"ooxml", "zip", "pdf", "jpeg", "png", "gzip"})
-KNOWN = CONTAINERS | frozenset({"text", "pgp", "empty", "gif", "tiff", "ole", "rar", "7z",
+KNOWN = CONTAINERS | frozenset({"text", "base64", "pgp", "empty", "gif", "tiff", "ole", "rar", "7z",
                                 "xml", "sqlite"})
 
 
@@ -95,8 +95,23 @@ def file_type(head: bytes) -> str:
     if _is_pgp(head):
         return "pgp"
     if _is_text(head[:SAMPLE]):
-        return "xml" if head.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"<?xml") else "text"
+        if head.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"<?xml"):
+            return "xml"
+        return "base64" if _is_base64(head[:SAMPLE]) else "text"
     return "binary"
+
+
+def _is_base64(sample: bytes) -> bool:
+    """A long run of nothing but the base64 alphabet: encoded data, not a document."""
+    if len(sample) < 512:
+        return False
+    body = sample.translate(None, b"\r\n")
+    if len(body) < len(sample) * 0.95:  # lines shorter than ~40 characters: prose or CSV
+        return False
+    return not body.rstrip(b"=").translate(None, _B64)
+
+
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
 
 
 def _is_pgp(head: bytes) -> bool:
