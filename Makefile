@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck
 TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck
 
-.PHONY: all deps venv run test lint typecheck unit bench clean install
+.PHONY: all deps bench-deps venv run test lint typecheck unit bench clean install
 
 all: test
 
@@ -18,6 +18,14 @@ deps: ## system programs: through apt when root, else says what is missing
 	    echo "installing:$$missing"; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
 	  else echo "missing:$$missing; install with: sudo apt-get install $(APT_PACKAGES)"; exit 3; fi; \
+	fi
+
+bench-deps: ## programs only the benchmarks use: AIDE (bench/fim_bench.py), as deps does
+	@if ! command -v aide >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: aide"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends aide; \
+	  else echo "missing: aide; install with: sudo apt-get install aide"; exit 3; fi; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
@@ -45,8 +53,9 @@ unit: venv
 test: deps venv lint typecheck
 	$(BIN)/pytest -q
 
-bench: deps venv
+bench: deps bench-deps venv
 	$(BIN)/python bench/backup_bench.py
+	$(BIN)/python bench/fim_bench.py
 
 install: ## install on this server as root: /opt/secops, /usr/local/bin/secops, the unit, /etc/secops
 	scripts/install.sh

@@ -52,7 +52,6 @@ Run: ``.venv/bin/python bench/backup_bench.py [--files 5000] [--mb 700] [--round
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -60,7 +59,6 @@ import json
 import math
 import os
 import platform
-import random
 import re
 import shutil
 import statistics
@@ -69,12 +67,16 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
+if __package__ in (None, "") and str(PROJECT) not in sys.path:  # run as bench/backup_bench.py
+    sys.path.append(str(PROJECT))
+from bench.tree import SEED, Entry, ensure_tree, read_tree  # noqa: E402
+
 VENV_BIN = PROJECT / ".venv" / "bin"
 SECOPS = VENV_BIN / "secops"
 PYTHON = VENV_BIN / "python"
@@ -88,153 +90,7 @@ EXPECTED_TAGS = f"secops,office:{OFFICE_CODE},reason:manual"
 
 RATIO_BAR = 1.10
 RSS_BAR_MIB = 150.0
-GENERATOR_VERSION = 1
 POLL_S = 0.010
-
-# ------------------------------------------------------------------------------------------
-# the tree
-# ------------------------------------------------------------------------------------------
-
-SURNAMES = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng",
-            "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý")
-MIDDLE = ("Văn", "Thị", "Hữu", "Đức", "Minh", "Ngọc", "Thanh", "Quốc", "Xuân", "Thu")
-GIVEN = ("An", "Bình", "Cường", "Dũng", "Giang", "Hà", "Hải", "Hạnh", "Hoa", "Hùng", "Lan",
-         "Linh", "Long", "Mai", "Nam", "Nga", "Phúc", "Quang", "Sơn", "Tâm", "Thảo", "Trang",
-         "Tuấn", "Vân", "Yến")
-HAMLETS = ("thon-1", "thon-2", "thon-3", "thon-dong", "thon-tay", "thon-bac")
-HEADERS = {
-    "jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00",
-    "pdf": b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
-    "docx": b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00",
-    "xlsx": b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00",
-}
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One file of the tree: enough to write it again byte for byte."""
-
-    rel: str
-    kind: str  # csv, txt, bin (office documents, scans), junk (excluded by the config)
-    seed: int
-    param: int  # rows for csv, lines for txt, size in bytes for bin and junk
-    size: int = 0  # filled once written
-
-
-def _name(rng: random.Random) -> str:
-    return f"{rng.choice(SURNAMES)} {rng.choice(MIDDLE)} {rng.choice(GIVEN)}"
-
-
-def _content(e: Entry) -> bytes:
-    rng = random.Random(e.seed)  # noqa: S311 - sample data, not security
-    if e.kind == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["STT", "Họ và tên", "Ngày sinh", "Giới tính", "Dân tộc", "Nơi thường trú"])
-        hamlet = rng.choice(HAMLETS)
-        for i in range(1, e.param + 1):
-            born = f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(1940, 2008)}"
-            w.writerow([i, _name(rng), born, rng.choice(["Nam", "Nữ"]), "Kinh", hamlet])
-        return buf.getvalue().encode("utf-8")
-    if e.kind == "txt":
-        lines = [f"BIÊN BẢN số {e.seed % 100000} - {rng.choice(HAMLETS)}"]
-        for _ in range(e.param):
-            voters = rng.randint(800, 1500)
-            lines.append(f"{_name(rng)}: tổng số cử tri {voters}, đã bỏ phiếu "
-                         f"{voters - rng.randint(0, 40)}, hợp lệ {rng.randint(700, 1400)}")
-        return ("\n".join(lines) + "\n").encode("utf-8")
-    ext = e.rel.rsplit(".", 1)[-1]
-    header = HEADERS.get(ext, b"")
-    return (header + rng.randbytes(max(0, e.param - len(header))))[: e.param]
-
-
-def plan_tree(files: int, mb: float, seed: int) -> list[Entry]:
-    """The deterministic list of files: mostly small CSV/text, some large incompressible."""
-    rng = random.Random(seed)  # noqa: S311 - sample data, not security
-    n_junk = max(3, files // 500)
-    n_scan = max(1, round(files * 0.15))
-    n_doc = round(files * 0.10)
-    n_txt = round(files * 0.30)
-    n_csv = max(1, files - n_junk - n_scan - n_doc - n_txt)
-    entries: list[Entry] = []
-
-    def place(top: str, i: int, name: str) -> str:
-        return f"{top}/{HAMLETS[i % len(HAMLETS)]}/lo-{i // 40:03d}/{name}"
-
-    for i in range(n_csv):
-        entries.append(Entry(place("danh-sach-cu-tri", i, f"danh-sach-{i:05d}.csv"), "csv",
-                             rng.getrandbits(63), rng.randint(20, 600)))
-    for i in range(n_txt):
-        entries.append(Entry(place("bien-ban", i, f"bien-ban-{i:05d}.txt"), "txt",
-                             rng.getrandbits(63), rng.randint(5, 120)))
-    for i in range(n_doc):
-        ext = "docx" if i % 3 else "xlsx"
-        entries.append(Entry(place("ho-so-ung-cu-vien", i, f"ho-so-{i:05d}.{ext}"), "bin",
-                             rng.getrandbits(63), rng.randint(20_000, 200_000)))
-    junk_names = ("~$ho-so-{i:05d}.docx", "tam-{i:05d}.tmp", ".~lock.bien-ban-{i:05d}.odt#")
-    for i in range(n_junk):
-        name = junk_names[i % len(junk_names)].format(i=i)
-        entries.append(Entry(place("ho-so-ung-cu-vien", i * 7, name), "junk",
-                             rng.getrandbits(63), rng.randint(100, 4000)))
-    scan_seeds = [rng.getrandbits(63) for _ in range(n_scan)]
-    weights = [rng.uniform(0.4, 1.6) for _ in range(n_scan)]
-    # the text sizes are known only once written: write them to size the scans
-    fixed = sum(len(_content(e)) if e.kind in ("csv", "txt") else e.param for e in entries)
-    budget = max(n_scan * 4096, int(mb * 1_000_000) - fixed)
-    total_w = sum(weights)
-    for i, (s, w) in enumerate(zip(scan_seeds, weights, strict=True)):
-        ext = "jpg" if i % 4 else "pdf"
-        size = max(4096, int(budget * w / total_w))
-        entries.append(Entry(place("phieu-scan", i, f"to-khai-{i:05d}.{ext}"), "bin", s, size))
-    return entries
-
-
-def ensure_tree(root: Path, manifest: Path, files: int, mb: float, *, seed: int,
-                log: Callable[[str], None]) -> list[Entry]:
-    """Generate the tree, or reuse it: rewrite only files whose size is not the planned one
-    (an earlier run appended to some)."""
-    key = {"version": GENERATOR_VERSION, "files": files, "mb": mb, "seed": seed}
-    if manifest.exists() and root.is_dir():
-        doc = json.loads(manifest.read_text())
-        if doc.get("key") == key:
-            entries = [Entry(**e) for e in doc["entries"]]
-            fixed = 0
-            for e in entries:
-                p = root / e.rel
-                try:
-                    ok = p.stat().st_size == e.size
-                except FileNotFoundError:
-                    ok = False
-                if not ok:
-                    p.parent.mkdir(parents=True, exist_ok=True)
-                    p.write_bytes(_content(e))
-                    fixed += 1
-            log(f"tree: reusing {root} ({len(entries)} files, {fixed} restored)")
-            return entries
-    log(f"tree: generating {files} files / {mb:g} MB under {root} (seed {seed})")
-    if root.exists():
-        shutil.rmtree(root)
-    entries = []
-    for e in plan_tree(files, mb, seed):
-        data = _content(e)
-        p = root / e.rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-        entries.append(Entry(e.rel, e.kind, e.seed, e.param, len(data)))
-    manifest.write_text(json.dumps({"key": key, "entries": [asdict(e) for e in entries]}))
-    return entries
-
-
-def read_tree(root: Path) -> int:
-    """Read every file once (page-cache warm-up); return the bytes read."""
-    total = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for n in names:
-            with open(os.path.join(dirpath, n), "rb") as f:
-                while chunk := f.read(1 << 20):
-                    total += len(chunk)
-    return total
-
 
 # ------------------------------------------------------------------------------------------
 # running a command
@@ -1077,7 +933,7 @@ def main(argv: list[str] | None = None) -> int:
                          "taken at the start (WORKDIR/src)")
     ap.add_argument("--source-rev", metavar="REV",
                     help="measure secops/ as in this git revision (copied to WORKDIR/src)")
-    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--workdir", type=Path, default=PROJECT / "bench" / ".work")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.first_rounds < 1:

@@ -4,12 +4,12 @@ The bar (issue): on a tree of about 5,000 files / 700 MB, ``secops drill`` takes
 1.3x the wall time of ``restic restore`` followed by ``sha256sum -c`` by hand, on the same
 snapshot.
 
-Set-up (outside any timing): a deterministic tree under WORKDIR/tree (many small CSV and
-text files, some office documents and larger incompressible scans, in nested folders;
-reused when its parameters and its file count and size still match), a checkfile
-``<sha256>  <relative path>`` for every file, hashed from that source tree, and an office
-(``secops init`` + one ``secops backup now``) whose snapshot both sides restore.  The
-office is reused while its snapshot is still in the repository and the checkfile has not
+Set-up (outside any timing): the standard bench tree (``bench/tree.py``: many small CSV and
+text files, some office documents and larger incompressible scans, in nested folders) under
+WORKDIR/tree, reused while its parameters match (files whose size changed are rewritten),
+a checkfile ``<sha256>  <relative path>`` for every file, hashed from that source tree, and
+an office (``secops init`` + one ``secops backup now``) whose snapshot both sides restore.
+The office is reused while its snapshot is still in the repository and the checkfile has not
 changed (``--fresh`` redoes it).
 
 What is timed, process start to exit, per round:
@@ -45,15 +45,12 @@ WORKDIR/results.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import hashlib
-import io
 import json
 import math
 import os
 import platform
-import random
 import re
 import shutil
 import statistics
@@ -66,94 +63,22 @@ from pathlib import Path
 from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
+if __package__ in (None, "") and str(PROJECT) not in sys.path:  # run as bench/drill_bench.py
+    sys.path.append(str(PROJECT))
+from bench import tree as bench_tree  # noqa: E402
+
 VENV_BIN = PROJECT / ".venv" / "bin"
 SECOPS = VENV_BIN / "secops"
 PYTHON = VENV_BIN / "python"
 
 RATIO_BAR = 1.30
-GENERATOR_VERSION = 1
-SEED = 20240607
+SEED = bench_tree.SEED
 TARGET = "local"
 OFFICE_CODE = "bench"
 
 # ------------------------------------------------------------------------------------------
 # the tree
 # ------------------------------------------------------------------------------------------
-
-SURNAMES = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng",
-            "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý")
-MIDDLE = ("Văn", "Thị", "Hữu", "Đức", "Minh", "Ngọc", "Thanh", "Quốc", "Xuân", "Thu")
-GIVEN = ("An", "Bình", "Cường", "Dũng", "Giang", "Hà", "Hải", "Hạnh", "Hoa", "Hùng", "Lan",
-         "Linh", "Long", "Mai", "Nam", "Nga", "Phúc", "Quang", "Sơn", "Tâm", "Thảo", "Trang",
-         "Tuấn", "Vân", "Yến")
-HAMLETS = ("thon-1", "thon-2", "thon-3", "thon-dong", "thon-tay", "thon-bac", "ấp Mới")
-UNITS = 8
-HEADERS = {
-    "jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00",
-    "pdf": b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
-    "docx": b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00",
-    "xlsx": b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00",
-}
-
-
-@dataclass(frozen=True)
-class Spec:
-    rel: str
-    kind: str  # csv, txt, bin
-    seed: int
-    param: int  # rows (csv), lines (txt), bytes (bin)
-
-
-def _person(rng: random.Random) -> str:
-    return f"{rng.choice(SURNAMES)} {rng.choice(MIDDLE)} {rng.choice(GIVEN)}"
-
-
-def _content(s: Spec) -> bytes:
-    rng = random.Random(s.seed)  # noqa: S311 - sample data, not security
-    if s.kind == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["STT", "Họ và tên", "Ngày sinh", "Giới tính", "Dân tộc", "Nơi thường trú"])
-        hamlet = rng.choice(HAMLETS)
-        for i in range(1, s.param + 1):
-            born = f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(1940, 2008)}"
-            w.writerow([i, _person(rng), born, rng.choice(["Nam", "Nữ"]), "Kinh", hamlet])
-        return buf.getvalue().encode("utf-8")
-    if s.kind == "txt":
-        lines = [f"BIÊN BẢN KIỂM PHIẾU số {s.seed % 100000}"]
-        for _ in range(s.param):
-            voters = rng.randint(800, 1500)
-            lines.append(f"{_person(rng)}: tổng số cử tri {voters}, đã bỏ phiếu "
-                         f"{voters - rng.randint(0, 40)}, hợp lệ {rng.randint(700, 1400)}")
-        return ("\n".join(lines) + "\n").encode("utf-8")
-    header = HEADERS.get(s.rel.rsplit(".", 1)[-1], b"")
-    return (header + rng.randbytes(max(0, s.param - len(header))))[: s.param]
-
-
-def _place(i: int, category: str, name: str) -> str:
-    unit = f"don-vi-{i % UNITS + 1:02d}"
-    hamlet = HAMLETS[(i // UNITS) % len(HAMLETS)]
-    return f"{unit}/{hamlet}/{category}/lo-{i // 60:03d}/{name}"
-
-
-def plan_small(files: int, rng: random.Random) -> tuple[list[Spec], int]:
-    """The small files (CSV, text, office documents) and how many scans remain."""
-    n_scan = max(1, round(files * 0.06))
-    n_doc = round(files * 0.09)
-    n_txt = round(files * 0.30)
-    n_csv = max(1, files - n_scan - n_doc - n_txt)
-    out: list[Spec] = []
-    for i in range(n_csv):
-        out.append(Spec(_place(i, "danh-sach-cu-tri", f"danh-sach-{i:05d}.csv"), "csv",
-                        rng.getrandbits(63), rng.randint(10, 300)))
-    for i in range(n_txt):
-        out.append(Spec(_place(i, "Biên bản kiểm phiếu", f"bien-ban-{i:05d}.txt"), "txt",
-                        rng.getrandbits(63), rng.randint(5, 100)))
-    for i in range(n_doc):
-        ext = "docx" if i % 3 else "xlsx"
-        out.append(Spec(_place(i, "ho-so-ung-cu-vien", f"ho-so-{i:05d}.{ext}"), "bin",
-                        rng.getrandbits(63), rng.randint(10_000, 150_000)))
-    return out, n_scan
 
 
 @dataclass
@@ -166,57 +91,16 @@ class TreeInfo:
     scan_bytes: int
 
 
-def _measure(root: Path) -> tuple[int, int]:
-    count = total = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for n in names:
-            count += 1
-            total += os.lstat(os.path.join(dirpath, n)).st_size
-    return count, total
-
-
 def ensure_tree(root: Path, stamp: Path, files: int, mb: float,
                 log: Callable[[str], None]) -> TreeInfo:
-    """Generate the tree deterministically, or reuse it when it is still the same."""
-    key = {"version": GENERATOR_VERSION, "files": files, "mb": mb, "seed": SEED}
-    if stamp.exists() and root.is_dir():
-        doc = json.loads(stamp.read_text())
-        if doc.get("key") == key:
-            info = TreeInfo(**doc["info"])
-            if _measure(root) == (info.files, info.bytes):
-                log(f"tree: reusing {root} ({info.files} files, {info.bytes / 1e6:.1f} MB)")
-                return info
-            log("tree: contents changed since generation; regenerating")
-    log(f"tree: generating ~{files} files / ~{mb:g} MB under {root}")
-    if root.exists():
-        shutil.rmtree(root)
-    stamp.unlink(missing_ok=True)
-    rng = random.Random(SEED)  # noqa: S311 - sample data, not security
-    small, n_scan = plan_small(files, rng)
-    small_bytes = 0
-    for s in small:
-        data = _content(s)
-        p = root / s.rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-        small_bytes += len(data)
-    budget = max(n_scan * 65536, int(mb * 1_000_000) - small_bytes)
-    weights = [rng.uniform(0.3, 1.7) for _ in range(n_scan)]
-    seeds = [rng.getrandbits(63) for _ in range(n_scan)]
-    scan_bytes = 0
-    for i, (w, seed) in enumerate(zip(weights, seeds, strict=True)):
-        ext = "pdf" if i % 4 == 0 else "jpg"
-        size = max(65536, int(budget * w / sum(weights)))
-        s = Spec(_place(i, "phieu-scan", f"to-khai-{i:05d}.{ext}"), "bin", seed, size)
-        p = root / s.rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(_content(s))
-        scan_bytes += size
-    count, total = _measure(root)
-    info = TreeInfo(str(root), count, total, len(small), n_scan, scan_bytes)
-    stamp.write_text(json.dumps({"key": key, "info": asdict(info)}, indent=1))
-    log(f"tree: {count} files, {total / 1e6:.1f} MB ({n_scan} scans, "
-        f"{scan_bytes / 1e6:.1f} MB)")
+    """The standard bench tree (``bench/tree.py``), generated or reused; ``stamp`` is its
+    manifest."""
+    entries = bench_tree.ensure_tree(root, stamp, files, mb, seed=SEED, log=log)
+    scans = [e for e in entries if e.is_scan]
+    info = TreeInfo(str(root), len(entries), sum(e.size for e in entries),
+                    len(entries) - len(scans), len(scans), sum(e.size for e in scans))
+    log(f"tree: {info.files} files, {info.bytes / 1e6:.1f} MB ({info.scans} scans, "
+        f"{info.scan_bytes / 1e6:.1f} MB)")
     return info
 
 

@@ -250,6 +250,8 @@ class Service:
             self.debouncer.change(self.clock.monotonic())
         if rescans:
             self._submit_rescan("overflow or watch failure")
+            if self.monitor is not None:
+                self.monitor.request("rescan")  # at once, not at the next scheduled scan
 
     def _needing_backup(self) -> list[str]:
         last = self.db.last_change()

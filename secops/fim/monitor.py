@@ -56,6 +56,7 @@ class Monitor:
         self.stop_event = threading.Event()
         self.stopped_pids: set[int] = set()
         self.fan_seen: dict[str, float] = {}
+        self.alarmed: set[str] = set()  # finding keys (original paths) already alarmed on
         self.in_maintenance = False
         self.freeze_id: int | None = None
         self.fan: Any = None
@@ -272,7 +273,8 @@ class Monitor:
             self._observe(self._observation(now, dest, replaced, after))
             out.append(FimChange("modified", dest, replaced, after))
         elif before is not None:
-            if before.sha256 != after.sha256 and not self._fan_fresh(dest, now):
+            if before.sha256 != after.sha256 and not self._fan_fresh(dest, now) and \
+                    not self._fan_fresh(src, now):
                 self._observe(self._observation(now, dest, before, after))  # renamed + changed
             out.append(FimChange("renamed", dest, before, after, old_path=src))
         else:
@@ -470,6 +472,13 @@ class Monitor:
 
     def _on_verdict(self, verdict: Verdict, paths: Sequence[str],
                     processes: list[dict[str, Any]] | None) -> None:
+        keys = {f.key for f in verdict.findings}
+        if keys and keys <= self.alarmed and not verdict.canary:
+            # the same files seen again through the other channel (a rename reported by
+            # inotify after fanotify judged the write): not a new alarm
+            self.log("INFO", f"further evidence on {len(keys)} file(s) already alarmed on")
+            return
+        self.alarmed |= keys
         details: dict[str, Any] = {
             "score": verdict.score, "paths": list(paths)[:200],
             "indicators": sorted({i for f in verdict.findings for i in f.indicators}),

@@ -27,6 +27,7 @@ NEEDED_CAPABILITIES = {
     "CAP_CHOWN",  # restore ownership
     "CAP_LINUX_IMMUTABLE",  # freeze: chattr +i
     "CAP_KILL",  # stop an attacking process of another user
+    "CAP_SYS_ADMIN",  # fanotify permission events and writer pids
 }
 OVERALL = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 
