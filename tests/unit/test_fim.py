@@ -39,6 +39,12 @@ def csv_bytes(rows: int, seed: int = 0) -> bytes:
     return buf.getvalue().encode()
 
 
+def sheet_rows(n: int) -> list[list[str | int]]:
+    rows: list[list[str | int]] = [["STT", "Họ và tên"]]
+    rows += [[i, f"Trần Thị {i}"] for i in range(n)]
+    return rows
+
+
 def probe(data: bytes) -> Probe:
     return probe_bytes(data, data[-65536:], len(data), lambda off, n: data[off:off + n])
 
@@ -60,7 +66,7 @@ def encrypt(data: bytes) -> bytes:
 
 DOCS = {
     "docx": docx_bytes(["Biên bản kiểm phiếu tổ bầu cử số 3"] * 40),
-    "xlsx": xlsx_bytes([["STT", "Họ và tên"]] + [[i, f"Trần Thị {i}"] for i in range(200)]),
+    "xlsx": xlsx_bytes(sheet_rows(200)),
     "pdf": pdf_bytes(["Ket qua bau cu"] * 60),
     "csv": csv_bytes(300),
 }
@@ -117,8 +123,7 @@ def test_encryption_of_each_type_is_an_indicator(name: str) -> None:
 def test_an_ordinary_edit_is_not_an_indicator(name: str) -> None:
     before = record(f"/d/x.{name}", DOCS[name])
     edited = {"docx": docx_bytes(["Biên bản kiểm phiếu tổ bầu cử số 3"] * 41),
-              "xlsx": xlsx_bytes([["STT", "Họ và tên"]] + [[i, f"Trần Thị {i}"]
-                                                          for i in range(201)]),
+              "xlsx": xlsx_bytes(sheet_rows(201)),
               "pdf": pdf_bytes(["Ket qua bau cu"] * 61),
               "csv": DOCS["csv"] + "301,Lê Thị Mai,01/01/1990,x\n".encode()}[name]
     assert changed_indicators(before.ftype, before.parses, before.entropy, before.fp,
