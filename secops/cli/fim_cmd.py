@@ -69,7 +69,7 @@ def _fim_run(app: AppContext, mode: str, as_json: bool) -> int:
             else:
                 canaries, touched = check_canaries(baseline)
         report = run(cfg.paths.watch, fim_excludes(cfg.paths.exclude, cfg.paths.state_dir),
-                     baseline, mode)
+                     baseline, mode, processes=True)
         protected = Protected(cfg, baseline)
         if mode == "baseline":
             protected.init_shadows(baseline.load())

@@ -2,7 +2,10 @@
 
 It generates the sample election folder, starts a local append-only "off-site" server
 (``rclone serve restic --append-only``) when the config points at one on loopback, runs
-``init`` and two backups (before and after a change), and lists the snapshots.
+``init`` and two backups (before and after a change), lists the snapshots, runs a drill on
+every target and, with the integrity monitor on, lets the demo attacker
+(:mod:`secops.demo.attack`) loose on the folder under the real daemon: detection,
+containment, the pinned snapshot, ``unfreeze --kill`` and a verified restore.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def run_tour(cfg: Config, keep_server: bool = False,
     root = Path(cfg.paths.watch[0])
     if not root.exists() or not any(root.iterdir()):
         stats = generate(root)
+        (root / MARKER).write_text(MARKER_TEXT, encoding="utf-8")  # the attacker's licence
         con.print(f"[bold]1.[/] Sample election folder generated: {root} "
                   f"({stats.files} files, {human_bytes(stats.bytes)})")
     else:
@@ -63,10 +67,13 @@ def run_tour(cfg: Config, keep_server: bool = False,
             con.print(f"   [red]{name}: {e}[/]")
         drills_ok = _drills(cfg, engine)
         ok = ok and drills_ok
+        if cfg.integrity.enabled:
+            ok = _attack(cfg, "9.") and ok
         code = 0 if ok and not failures and not report.failed else 3
         if then is not None:
-            con.print(f"[bold]9.[/] The daemon now watches {root}: edit or add a file there and "
-                      "a backup follows within seconds (Ctrl-C stops it).")
+            step = "10." if cfg.integrity.enabled else "9."
+            con.print(f"[bold]{step}[/] The daemon now watches {root}: edit or add a file there "
+                      "and a backup follows within seconds (Ctrl-C stops it).")
             return then() or code
         return code
 
@@ -96,7 +103,9 @@ def _drills(cfg: Config, engine: Engine) -> bool:
 
 def _backup(engine: Engine, reason: str, step: str, title: str) -> bool:
     con = console()
+    started = time.time()
     results = engine.backup(reason=reason)
+    _record(engine.cfg, results, started)
     con.print(f"[bold]{step}[/] {title}:")
     for r in results:
         if r.ok:

@@ -20,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 HEAD = 256 * 1024      # fingerprint window
-SAMPLE = 16 * 1024     # entropy sample (same window every time, so versions compare)
+SAMPLE = 4096          # entropy sample: the head (same window every time, so versions
+                       # compare; partial encryption starts there)
 TAIL = 64 * 1024       # where zip's central directory and PDF's %%EOF live
 FP_K = 32              # bottom-k sketch size
+_NOT_CONTROL = bytes(c for c in range(256) if c >= 32 or c in (9, 10, 12, 13, 27))
 _CONTINUATION = bytes(range(0x80, 0xC0))  # UTF-8 continuation bytes: a cut character
 ReadAt = Callable[[int, int], bytes]  # (offset, length) -> bytes
 
@@ -37,7 +39,9 @@ class Probe:
     ftype: str          # ooxml, zip, pdf, jpeg, png, text, pgp, ..., "binary" when unknown
     parses: bool        # the container's structure is intact (True for types without one)
     entropy: float      # Shannon entropy of the first SAMPLE bytes, bits per byte
-    fp: bytes           # bottom-k sketch of content-defined chunks (sorted uint32s)
+                        # (-1 for CONTAINERS: not computed)
+    fp: bytes           # bottom-k sketch of content-defined chunks (sorted uint32s;
+                        # empty for CONTAINERS)
 
 
 def probe_fd(fd: int, size: int | None = None) -> Probe:
@@ -59,6 +63,10 @@ def probe_path(path: str) -> Probe:
 def probe_bytes(head: bytes, tail: bytes, size: int,
                 read_at: ReadAt | None = None) -> Probe:
     ftype = file_type(head)
+    if ftype in CONTAINERS:
+        # Compressed or encoded already: their entropy and chunk sketch tell the detector
+        # nothing (it compares type and structure for them), so they are not computed.
+        return Probe(ftype, _parses(ftype, head, tail, size, read_at), -1.0, b"")
     return Probe(ftype=ftype, parses=_parses(ftype, head, tail, size, read_at),
                  entropy=round(entropy(head[:SAMPLE]), 3), fp=fingerprint(head))
 
@@ -143,7 +151,7 @@ def _is_text(sample: bytes) -> bool:
     except UnicodeDecodeError as e:
         if e.start < len(sample) - 4:  # not just a multibyte character cut at the end
             return False
-    control = sum(sample.count(bytes([c])) for c in range(32) if c not in (9, 10, 12, 13, 27))
+    control = len(sample.translate(None, _NOT_CONTROL))
     return control <= len(sample) // 100
 
 
@@ -180,6 +188,8 @@ def _zip_ok(tail: bytes, size: int, read_at: ReadAt | None) -> bool:
         return True
     return bytes(read_at(cd_offset, 4)) == b"PK\x01\x02"
 
+
+
 def entropy(sample: bytes) -> float:
     if not sample:
         return 0.0
@@ -196,7 +206,7 @@ def fingerprint(head: bytes) -> bytes:
     """
     hashes = set(map(zlib.crc32, head.split(b"\n")))
     hashes.discard(0)
-    return array("I", heapq.nsmallest(FP_K, hashes)).tobytes()
+    return array("I", sorted(hashes)[:FP_K]).tobytes()
 
 
 def similarity(a: bytes, b: bytes) -> float | None:

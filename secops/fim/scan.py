@@ -119,18 +119,29 @@ def _measure_safe(path: str) -> Record | OSError | None:
         return e
 
 
-def measure_many(paths: Sequence[str], workers: int | None = None
+def measure_many(paths: Sequence[str], processes: bool = False
                  ) -> Iterable[tuple[str, Record | OSError | None]]:
-    workers = workers or os.cpu_count() or 2
-    if len(paths) < 8:
+    """Hash and probe on every core. Hashing releases the GIL, probing does not, so a
+    single-threaded caller (the CLI) may fork worker processes; the daemon, which has
+    threads of its own, uses threads."""
+    workers = os.cpu_count() or 2
+    if len(paths) < 8 or workers < 2:
         yield from ((p, _measure_safe(p)) for p in paths)
+        return
+    if processes and len(paths) >= 256:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as procs:
+            yield from zip(paths, procs.map(_measure_safe, paths, chunksize=64), strict=True)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
         yield from zip(paths, pool.map(_measure_safe, paths, chunksize=16), strict=True)
 
 
-def run(roots: Sequence[str], excludes: Sequence[str], baseline: Baseline, mode: str
-        ) -> ScanReport:
+def run(roots: Sequence[str], excludes: Sequence[str], baseline: Baseline, mode: str,
+        processes: bool = False) -> ScanReport:
     """mode: "baseline" (record everything anew), "scan" (stat short-circuit) or "verify"."""
     started = time.monotonic()
     report = ScanReport(mode)
@@ -144,7 +155,7 @@ def run(roots: Sequence[str], excludes: Sequence[str], baseline: Baseline, mode:
             current[path] = hit
         else:
             todo.append(path)
-    for path, got in measure_many(todo):
+    for path, got in measure_many(todo, processes):
         if isinstance(got, OSError):
             report.unreadable.append(f"{path}: {got.strerror or got}")
             if path in old:
