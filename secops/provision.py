@@ -51,9 +51,28 @@ def initialise(cfg: Config, engine: Engine) -> InitReport:
     report.add(f"Ed25519 office key {state.ed25519_key}",
                ensure_ed25519(state.ed25519_key, state.ed25519_pub))
     report.steps.append(_gpg_key(cfg, state))
+    report.steps.append(_audit_log(cfg, state))
     for target in cfg.backup.targets:
         report.steps.extend(_init_target(cfg, engine, state, target))
     return report
+
+
+def _audit_log(cfg: Config, state: StateDir) -> Step:
+    """The audit log's initial MAC key (until it goes into escrow) and its first record."""
+    from secops.audit import actor_cli, chain
+    from secops.audit.log import AuditLog, ensure_keys, initial_key_path
+
+    created = ensure_keys(state.root)
+    log = AuditLog(state.root, cfg.office.code)
+    if log.head().seq < 0:
+        k0 = bytes.fromhex(initial_key_path(state.root).read_text(encoding="ascii").strip())
+        log.record("audit.genesis", actor_cli(), {
+            "office": cfg.office.code, "name": cfg.office.name, "key_id": chain.key_id(k0)})
+        log.checkpoint()
+    log.record("init.completed", actor_cli(), {"targets": [t.name for t in
+                                                           cfg.backup.targets]})
+    return Step(f"audit log {state.audit / 'audit.jsonl'}",
+                "created" if created else "unchanged")
 
 
 def _gpg_key(cfg: Config, state: StateDir) -> Step:

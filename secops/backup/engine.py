@@ -107,6 +107,24 @@ class Engine:
                 self.clock.sleep(min(delay, left))
                 delay = min(delay * 2, 30.0)
 
+    def audit_anchor(self) -> tuple[str, ...]:
+        """Sign a checkpoint of the audit log and name it in the snapshot's tags
+        (``audit:<seq>:<head>``): on an append-only target, an anchor the server cannot
+        take back, which ``secops audit verify`` compares with the local log."""
+        from secops.audit.log import AuditLog, key_state_path
+        from secops.audit.verify import AUDIT_TAG
+
+        state_dir = Path(self.cfg.paths.state_dir)
+        if not key_state_path(state_dir).exists():
+            return ()
+        try:
+            cp = AuditLog(state_dir, self.cfg.office.code).checkpoint()
+        except (SecopsError, OSError):
+            return ()  # the backup matters more; `audit verify` will say what is wrong
+        if cp["seq"] < 0:
+            return ()
+        return (f"{AUDIT_TAG}{cp['seq']}:{cp['head'][:32]}",)
+
     def build_manifest(self) -> Built:
         """Scan, hash what changed, and sign the manifest that goes into the snapshot."""
         return build_and_sign(StateDir(Path(self.cfg.paths.state_dir)), self.cfg.office.code,
@@ -121,9 +139,12 @@ class Engine:
         try:
             repo = self.open(target)
             tags = snapshot_tags(self.cfg.office.code, reason, extra_tags)
+            audit_dir = StateDir(Path(self.cfg.paths.state_dir)).audit
             for attempt in range(1 + STABILITY_RETRIES):
                 built = built or self.build_manifest()
                 paths = [*self.cfg.paths.watch, str(built.folder)]
+                if audit_dir.is_dir():
+                    paths.append(str(audit_dir))  # off-site anchors of the audit log
                 summary = self.with_lock_retry(repo, functools.partial(
                     self.restic.backup, repo, paths, tags=tags,
                     excludes=self.cfg.backup_excludes, on_progress=on_progress))
@@ -153,6 +174,7 @@ class Engine:
             raise UsageError(f"unknown backup reason {reason!r} (one of {', '.join(REASONS)})")
         results = []
         built: Built | None = None
+        extra_tags = (*extra_tags, *self.audit_anchor())
         for target in select_targets(self.cfg, target_name):
             cb = _bind(on_progress, target.name)
             result, fresh = self.backup_target(target, reason, extra_tags, cb, built)

@@ -60,12 +60,14 @@ def _record(cfg: Config, results: list[TargetResult], started: float) -> None:
     from secops.clock import iso_utc
     from secops.daemon.state import StateDB, record_results
 
-    db = StateDB(Path(cfg.paths.state_dir) / "state.db")
+    from secops.audit import actor_cli
+
+    db = StateDB(Path(cfg.paths.state_dir) / "state.db", office=cfg.office.code)
     try:
         db.ensure_targets(t.name for t in cfg.backup.targets)
         record_results(db, results, started=started, now=time.time(),
                        now_iso=iso_utc(datetime.now(UTC)), retry_max=cfg.daemon.retry_max_seconds,
-                       retry_min=cfg.daemon.retry_min_seconds)
+                       retry_min=cfg.daemon.retry_min_seconds, actor=actor_cli())
     finally:
         db.close()
 
@@ -113,6 +115,7 @@ def retention(app: AppContext, target: str | None, dry_run: bool, as_json: bool)
 
     cfg = app.config()
     rows = Engine.from_config(cfg).retention(target, dry_run=dry_run)
+    app.audit("backup.retention", {"dry_run": dry_run, "results": rows})
     if as_json:
         emit_json({"dry_run": dry_run, "results": rows})
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from secops.config.schema import Config
 
@@ -25,4 +26,14 @@ class AppContext:
             from secops.config.loader import load_config
 
             self._config = load_config(self.config_path)
+        return self._config
+
+    def audit(self, kind: str, data: dict[str, Any]) -> None:
+        """Record an act of this command in the audit log (the person at the keyboard)."""
+        from secops.audit import record_safely
+
+        cfg = self.config()
+        record_safely(cfg.paths.state_dir, cfg.office.code, kind, data)
+
+    def loaded(self) -> Config | None:
         return self._config

@@ -30,7 +30,7 @@ def _record(app: AppContext, kind: str, severity: str, details: dict[str, Any]) 
     from secops.daemon.state import StateDB
 
     cfg = app.config()
-    db = StateDB(Path(cfg.paths.state_dir) / "state.db")
+    db = StateDB(Path(cfg.paths.state_dir) / "state.db", office=cfg.office.code)
     try:
         db.add_event(_iso(time.time()), kind, "cli", severity, details)
     finally:

@@ -28,12 +28,25 @@ def escrow(app: AppContext, recipients: tuple[str, ...], out: Path | None, as_js
     from secops.clock import SystemClock
     from secops.keys.escrow import write_escrow
 
-    path = write_escrow(app.config(), list(recipients), out, SystemClock())
+    import hashlib
+
+    from secops.keys.escrow import remove_audit_initial_key
+
+    cfg = app.config()
+    path = write_escrow(cfg, list(recipients), out, SystemClock())
+    removed = remove_audit_initial_key(Path(cfg.paths.state_dir))
+    app.audit("keys.escrowed", {"escrow": str(path), "recipients": list(recipients),
+                                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                "audit_initial_key_removed": removed})
     if as_json:
-        emit_json({"escrow": str(path), "recipients": list(recipients)})
+        emit_json({"escrow": str(path), "recipients": list(recipients),
+                   "audit_initial_key_removed": removed})
     else:
         console().print(f"Escrow written to {path}\nHand a copy to each custodian; it opens "
                         "only with their private key.")
+        if removed:
+            console().print("The audit log's initial key is now in this escrow only and was "
+                            "removed from the server: keep the escrow.")
     return 0
 
 
@@ -61,6 +74,9 @@ def recover(app: AppContext, escrow_file: Path, gnupghome: Path | None, force: b
         atomic_write(app.config_path, opened.config_toml.encode("utf-8"), 0o600)
         config_written = str(app.config_path)
     result = do_recover(app.config(), opened, force)
+    app.audit("keys.recovered", {"escrow": str(escrow_file), "written": result.written,
+                                 "signer": result.signer,
+                                 "signature_valid": result.signature_valid})
     if as_json:
         emit_json({**vars(result), "config_written": config_written})
     else:
@@ -97,6 +113,7 @@ def export_public(app: AppContext, out: Path | None, as_json: bool) -> int:
     armored = gpg.export_public(fprs[0])
     ed = state.ed25519_pub.read_text(encoding="ascii")
     doc = {"gpg_fingerprint": fprs[0], "gpg_public_key": armored, "ed25519_public_pem": ed}
+    app.audit("keys.exported", {"gpg_fingerprint": fprs[0], "out": str(out) if out else None})
     if out is not None:
         from secops.files import atomic_write
 

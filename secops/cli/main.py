@@ -25,6 +25,7 @@ def cli(ctx: click.Context, config_path: str | None, log_json: bool) -> None:
 
 def _register() -> None:
     from secops.cli import (
+        audit_cmd,
         backup_cmd,
         config_cmd,
         daemon_cmd,
@@ -35,7 +36,7 @@ def _register() -> None:
         restore_cmd,
     )
 
-    for module in (backup_cmd, config_cmd, daemon_cmd, demo_cmd, fim_cmd, init_cmd, keys_cmd,
+    for module in (audit_cmd, backup_cmd, config_cmd, daemon_cmd, demo_cmd, fim_cmd, init_cmd, keys_cmd,
                    restore_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
@@ -56,6 +57,20 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
+def _audit_failure(argv: list[str] | None, e: SecopsError) -> None:
+    """A command that failed after loading its config leaves a trace in the audit log."""
+    ctx = click.get_current_context(silent=True)
+    app = getattr(ctx, "obj", None) if ctx is not None else None
+    cfg = app.loaded() if isinstance(app, AppContext) else None
+    if cfg is None:
+        return
+    from secops.audit import record_safely
+
+    record_safely(cfg.paths.state_dir, cfg.office.code, "command.failed",
+                  {"argv": list(sys.argv[1:] if argv is None else argv), "error": str(e),
+                   "exit_code": e.exit_code})
+
+
 def run(argv: list[str] | None) -> int:
     from secops.cli.render import error
 
@@ -63,6 +78,7 @@ def run(argv: list[str] | None) -> int:
         rv = cli.main(args=argv, prog_name="secops", standalone_mode=False)
     except SecopsError as e:
         error(str(e))
+        _audit_failure(argv, e)
         return e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         sys.stderr.write("secops: interrupted\n")

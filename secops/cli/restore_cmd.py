@@ -65,6 +65,11 @@ def restore(app: AppContext, snapshot: str, to: Path | None,  # noqa: PLR0917 - 
     with _bar(not as_json and sys.stderr.isatty(), "restore") as cb:
         outcome = run_restore(cfg, Engine.from_config(cfg), req, cb)
     doc = outcome.to_json()
+    app.audit("restore.completed" if doc["ok"] else "restore.mismatch", {
+        "snapshot_id": outcome.snapshot.id, "target": outcome.target, "to": str(outcome.to),
+        "in_place": in_place, "safety_snapshot": outcome.safety_snapshot,
+        "files_checked": doc["files_checked"], "mismatched": doc["mismatched"][:100],
+        "missing": doc["missing"][:100]})
     if as_json:
         emit_json(doc)
     else:
@@ -103,6 +108,10 @@ def drill(app: AppContext, ref: str, target: str | None, as_json: bool) -> int:
         with _bar(not as_json and sys.stderr.isatty(), f"drill → {name}") as cb:
             reports.append(run_drill(cfg, engine, ref, name, clock=SystemClock(),
                                      on_progress=cb))
+        r = reports[-1]
+        app.audit("drill.completed" if r["ok"] else "drill.failed", {
+            k: r.get(k) for k in ("target", "snapshot_id", "ok", "files_checked", "rto_s",
+                                  "rpo_s", "report")})
     if as_json:
         emit_json(reports if target == "all" else reports[0])
     else:

@@ -112,6 +112,23 @@ class Integrity(_Strict, kw_only=True, frozen=True):
     protect: list[Protect] = msgspec.field(default_factory=list)
 
 
+class Audit(_Strict, kw_only=True, frozen=True):
+    checkpoint_minutes: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    checkpoint_records: PositiveInt = 1000
+    verify_every_minutes: Annotated[int, msgspec.Meta(ge=0)] = 60  # the daemon's own check
+    rotate_mb: Annotated[int, msgspec.Meta(ge=1)] = 64
+
+
+class Logs(_Strict, kw_only=True, frozen=True):
+    """The server's own logs, sealed into the audit log and checked for tampering."""
+
+    seal: list[Annotated[str, msgspec.Meta(min_length=1)]] = msgspec.field(
+        default_factory=list)
+    seal_every_minutes: Annotated[int, msgspec.Meta(ge=0)] = 15   # seal + verify; 0: off
+    journald: Literal["auto", "on", "off"] = "auto"  # `journalctl --verify` where sealed
+    journald_verify_key: str | None = None  # FSS verification key file (mode 0600)
+
+
 class Config(_Strict, kw_only=True, frozen=True):
     office: Office
     paths: Paths
@@ -119,6 +136,8 @@ class Config(_Strict, kw_only=True, frozen=True):
     schedule: Schedule = msgspec.field(default_factory=Schedule)
     daemon: Daemon = msgspec.field(default_factory=Daemon)
     integrity: Integrity = msgspec.field(default_factory=Integrity)
+    audit: Audit = msgspec.field(default_factory=Audit)
+    logs: Logs = msgspec.field(default_factory=Logs)
     # Where the file was loaded from; filled by the loader, never read from TOML.
     source: str = ""
 

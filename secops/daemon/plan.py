@@ -27,6 +27,11 @@ def build_schedule(cfg: Config, fire: Callable[[str], None]) -> Any:
         s.every().day.at(cfg.integrity.verify_daily_at).do(fire, "fim_verify")
     if sc.drill_weekday:
         getattr(s.every(), sc.drill_weekday).at(sc.drill_at).do(fire, "drill")
+    s.every(cfg.audit.checkpoint_minutes * 60).seconds.do(fire, "audit_checkpoint")
+    if cfg.audit.verify_every_minutes:
+        s.every(cfg.audit.verify_every_minutes).minutes.do(fire, "audit_verify")
+    if cfg.logs.seal and cfg.logs.seal_every_minutes:
+        s.every(cfg.logs.seal_every_minutes).minutes.do(fire, "logs_seal")
     return s
 
 
@@ -63,4 +68,28 @@ def scheduled_work(cfg: Config, kind: str, clock: Clock) -> Callable[[], Any]:
                 out[t.name] = str(e)
         return out
 
-    return {"check": check, "retention": retention, "drill": drill}[kind]
+    def audit_verify() -> Any:
+        return verify_own_audit_log(cfg)
+
+    def logs_seal() -> Any:
+        from secops.logs.seal import run_periodic
+
+        return run_periodic(cfg)
+
+    return {"check": check, "retention": retention, "drill": drill,
+            "audit_verify": audit_verify, "logs_seal": logs_seal}[kind]
+
+
+def verify_own_audit_log(cfg: Config) -> dict[str, Any]:
+    """The daemon's periodic check: chain and signed checkpoints (no MAC key here)."""
+    from pathlib import Path
+
+    from secops.audit.verify import verify
+    from secops.keys.signature import load_public_key
+    from secops.layout import StateDir
+
+    state = StateDir(Path(cfg.paths.state_dir))
+    if not (state.audit / "audit.jsonl").exists():
+        return {"ok": True, "records": 0, "skipped": "no audit log yet"}
+    pub = load_public_key(state.ed25519_pub) if state.ed25519_pub.exists() else None
+    return verify(state.audit, public_key=pub).as_json()

@@ -8,6 +8,7 @@ records results, retries failing targets with backoff, runs the schedules, pings
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import signal
 import sqlite3
@@ -51,7 +52,8 @@ class Service:
         self.stop_requested = threading.Event()
         self.reload_requested = threading.Event()
         self.worker = Worker(on_done=lambda: self.events.put(Change("", "job")))
-        self.db = StateDB(StateDir(Path(self.cfg.paths.state_dir)).root / "state.db")
+        self.db = StateDB(StateDir(Path(self.cfg.paths.state_dir)).root / "state.db",
+                          office=self.cfg.office.code)
         self.debouncer = Debouncer(self.cfg.backup.debounce_seconds,
                                    self.cfg.backup.max_delay_seconds)
         self.watcher: Watcher | None = None
@@ -59,6 +61,7 @@ class Service:
         self.scheduler: Any = None
         self.missing_roots: set[str] = set()
         self.monitor: Monitor | None = None
+        self.audit_alerted: tuple[Any, Any] | None = None
         self.fim_state: FimState | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -73,6 +76,11 @@ class Service:
         self._start_watching()
         self._submit_rescan("start")  # anything that changed while we were down
         self.scheduler = build_schedule(self.cfg, self._scheduled)
+        self.db.audit("daemon.started", "daemon", {
+            "pid": os.getpid(), "config": self.cfg.source, "watch": self.cfg.paths.watch,
+            "targets": [t.name for t in self.cfg.backup.targets],
+            "integrity": self.monitor.mode if self.monitor is not None else "off"})
+        self._scheduled("audit_verify")  # the log as found at start
         notify.ready()
         self.log("INFO", f"secops daemon ready: watching {', '.join(self.cfg.paths.watch)}")
         ping = notify.watchdog_interval() or 10.0
@@ -159,6 +167,8 @@ class Service:
         if self.fim_state is not None:
             self.fim_state.close()
         self.db.heartbeat(iso_utc(self.clock.now()), "stopped")
+        self.db.audit("daemon.stopped", "daemon", {"pid": os.getpid(),
+                                                    "job_finished": stopped})
         self.db.close()
         self.log("INFO", "stopped" if stopped else "stopped (a job was still running)")
         return 0
@@ -175,6 +185,7 @@ class Service:
             cfg = self.load()
         except SecopsError as e:
             self.log("ERROR", f"config reload failed, keeping the running config: {e}")
+            self.db.audit("config.reload_failed", "daemon:SIGHUP", {"error": str(e)})
             notify.ready()
             return
         old_watch = (self.cfg.paths.watch, self.cfg.paths.exclude)
@@ -193,6 +204,7 @@ class Service:
             self._start_watching()
             self._submit_rescan("reload")
         self.scheduler = build_schedule(cfg, self._scheduled)
+        self.db.audit("config.reloaded", "daemon:SIGHUP", {"config": cfg.source})
         self.log("INFO", "config reloaded")
         notify.ready()
 
@@ -345,6 +357,9 @@ class Service:
             if self.monitor is not None:
                 self.monitor.request("verify")
             return
+        if kind == "audit_checkpoint":
+            self._audit_checkpoint()
+            return
         from secops.daemon.plan import scheduled_work
 
         self.worker.submit(Job(kind, scheduled_work(cfg, kind, self.clock)))
@@ -391,8 +406,24 @@ class Service:
             return
         self._report_scheduled(kind, done.result)
 
+    def _audit_checkpoint(self) -> None:
+        from secops.audit.log import AuditLog, key_state_path
+
+        state_dir = Path(self.cfg.paths.state_dir)
+        if key_state_path(state_dir).exists():
+            AuditLog(state_dir, self.cfg.office.code).checkpoint()
+
     def _report_scheduled(self, kind: str, result: Any) -> None:
         """A scheduled check, drill or retention that fails on a target raises an alert."""
+        self.db.audit(f"schedule.{kind}", "daemon:schedule",
+                      {"result": result if isinstance(result, (dict, list)) else str(result)})
+        if kind == "audit_verify" and isinstance(result, dict):
+            self._report_audit(result)
+            return
+        if kind == "logs_seal":
+            self.log("INFO" if getattr(result, "ok", True) else "ERROR",
+                     f"logs sealed and verified: {result}")
+            return
         if kind in ("check", "drill") and isinstance(result, dict):
             bad = {name: outcome for name, outcome in result.items() if outcome != "ok"}
         elif kind == "retention" and isinstance(result, list):
@@ -406,6 +437,21 @@ class Service:
                  "retention": "backup.retention_failed"}.get(kind, f"{kind}.failed")
         self.log("ERROR", f"{event}: {bad}")
         self._alert(event, "high", {"targets": bad})
+
+    def _report_audit(self, result: dict[str, Any]) -> None:
+        if result.get("ok"):
+            self.log("INFO", f"audit log verified: {result.get('records')} records, "
+                     f"{result.get('checkpoints_verified', 0)} checkpoints")
+            return
+        key = (result.get("first_bad_seq"), result.get("problem"))
+        if key == self.audit_alerted:
+            return  # the same damage, already reported
+        self.audit_alerted = key
+        self.log("ERROR", f"audit.tampered: first bad record {key[0]} ({key[1]}): "
+                 f"{result.get('detail')}")
+        self._alert("audit.tampered", "critical", {
+            "first_bad_seq": key[0], "problem": key[1], "detail": result.get("detail"),
+            "paths": [str(Path(self.cfg.paths.state_dir) / "audit" / "audit.jsonl")]})
 
     def _heartbeat(self) -> None:
         self.db.heartbeat(iso_utc(self.clock.now()), "running")

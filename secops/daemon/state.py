@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +60,13 @@ class TargetState:
 
 
 class StateDB:
-    def __init__(self, path: Path) -> None:
+    """``office``: the office code; when given, every event and backup result is also
+    written to the audit log beside the database (``state_dir/audit``)."""
+
+    def __init__(self, path: Path, office: str | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.office = office
         self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL survives a killed process; after a power loss the start-up rescan
@@ -163,6 +168,20 @@ class StateDB:
                             "VALUES (?, ?, ?, ?, ?)",
                             (time_iso, kind, source, severity,
                              json.dumps(details, ensure_ascii=False)))
+        self.audit(kind, source, {"severity": severity, "details": details})
+
+    def audit(self, kind: str, actor: str, data: dict[str, Any]) -> None:
+        """Into the audit log, when this database belongs to an office; never fatal."""
+        if self.office is None:
+            return
+        from secops.audit import actor_cli, record
+        from secops.errors import SecopsError
+
+        try:
+            record(self.path.parent, self.office, kind, data,
+                   actor_cli() if actor == "cli" else actor)
+        except (SecopsError, OSError) as e:
+            sys.stderr.write(f"secops: cannot write the audit log: {e}\n")
 
     def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT time, kind, source, severity, details FROM events "
@@ -189,13 +208,18 @@ class StateDB:
 
 
 def record_results(db: StateDB, results: Iterable[Any], *, started: float, now: float,
-                   now_iso: str, retry_max: float, retry_min: float = 15.0) -> list[str]:
+                   now_iso: str, retry_max: float, retry_min: float = 15.0,
+                   actor: str = "daemon") -> list[str]:
     """Store backup results; failed targets get a retry time with exponential backoff.
 
     Returns the names of targets that failed.
     """
     failed = []
     for r in results:
+        db.audit("backup.completed" if r.ok else "backup.failed", actor, {
+            "target": r.target, "snapshot_id": r.snapshot_id, "files_new": r.files_new,
+            "files_changed": r.files_changed, "data_added": r.data_added,
+            "duration_s": round(r.duration_s, 3), "error": r.error})
         if r.ok:
             db.target_ok(r.target, started, now_iso, r.snapshot_id or "")
             if r.snapshot_id:

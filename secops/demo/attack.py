@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dir", type=Path, help="the demo's sample folder")
     parser.add_argument("--limit", type=int, default=None, help="encrypt at most N files")
     args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 0:
+        parser.error("--limit must be 0 or more")
     if not is_demo_folder(args.dir):
         print(f"refusing: {args.dir} has no {MARKER} file; the demo attacker only runs on "
               "the sample folder `secops demo` generates", file=sys.stderr)

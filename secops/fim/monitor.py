@@ -104,7 +104,7 @@ class Monitor:
         self.state = FimState(self.db_path)
         from secops.daemon.state import StateDB
 
-        self.events_db = StateDB(self.db_path)
+        self.events_db = StateDB(self.db_path, office=self.cfg.office.code)
         self.events_open = True
         try:
             self._prepare()

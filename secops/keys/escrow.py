@@ -46,7 +46,46 @@ def build_payload(cfg: Config, gpg: Gpg, clock: Clock) -> dict[str, Any]:
         "gpg_fingerprint": office[0] if office else None,
         "gpg_secret_key": gpg.export_secret(office[0]) if office else None,
         "config_toml": Path(cfg.source).read_text(encoding="utf-8") if cfg.source else None,
+        # K_0 of the audit log: with it the custodians (and the police) check every MAC;
+        # the server deletes its copy once it is in escrow (forward security).
+        "audit_initial_key": _audit_initial_key(state),
     }
+
+
+def _audit_initial_key(state: StateDir) -> str | None:
+    from secops.audit.log import initial_key_path
+
+    path = initial_key_path(state.root)
+    return read_secret(path, "audit initial key") if path.exists() else None
+
+
+def remove_audit_initial_key(state_dir: Path) -> bool:
+    """Overwrite and delete the server's copy of K_0; True if there was one."""
+    import os
+
+    from secops.audit.log import initial_key_path
+
+    path = initial_key_path(state_dir)
+    if not path.exists():
+        return False
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.write(b"\0" * size)
+        f.flush()
+        os.fsync(f.fileno())
+    path.unlink()
+    return True
+
+
+def audit_key_from_escrow(opened: Opened) -> bytes:
+    key = opened.payload.get("audit_initial_key")
+    if not key:
+        raise UsageError(f"{opened.path} carries no audit log key (only the first escrow "
+                         "made after 'secops init' does)")
+    try:
+        return bytes.fromhex(str(key).strip())
+    except ValueError:
+        raise IntegrityError(f"{opened.path}: the audit log key is not hex") from None
 
 
 def resolve_recipients(gpg: Gpg, recipients: list[str]) -> list[str]:
