@@ -56,6 +56,7 @@ test: deps venv lint typecheck
 bench: deps bench-deps venv
 	$(BIN)/python bench/backup_bench.py
 	$(BIN)/python bench/fim_bench.py
+	$(BIN)/python bench/audit_bench.py
 
 install: ## install on this server as root: /opt/secops, /usr/local/bin/secops, the unit, /etc/secops
 	scripts/install.sh

@@ -21,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-
-import msgspec
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 GENESIS_PREV = "0" * 64
 EVOLVE = b"secops-audit-evolve"
@@ -53,7 +53,7 @@ def line_hash(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
 
 
-def encode(seq: int, time: str, prev: str, kind: str, actor: str, data: dict[str, Any],
+def encode(seq: int, time: str, prev: str, *, kind: str, actor: str, data: dict[str, Any],
            key: bytes) -> bytes:
     """One record line (without the newline)."""
     body = json.dumps({"seq": seq, "time": time, "prev": prev, "kind": kind, "actor": actor,

@@ -169,7 +169,8 @@ class AuditLog:
             prev = head.hash
             now = iso_utc_now()
             for it in [*notes, *items]:
-                line = chain.encode(next_seq, now, prev, it.kind, it.actor, it.data, key)
+                line = chain.encode(next_seq, now, prev, kind=it.kind, actor=it.actor,
+                                    data=it.data, key=key)
                 lines.append(line)
                 prev = chain.line_hash(line)
                 key = chain.evolve(key)

@@ -107,7 +107,8 @@ def verify(folder: Path, *, checkpoints: Path | None = None, public_key: Any = N
     report.records = v.records
     report.state = v.state
     end = v.state.next_seq  # first sequence number the log does not have
-    _check_checkpoints(report, cps, v.state, end, public_key, first.next_seq)
+    _check_checkpoints(report, cps, v.state, end=end, public_key=public_key,
+                       from_seq=first.next_seq)
     for target, (seq, head) in sorted(offsite.items()):
         entry: dict[str, Any] = {"seq": seq, "head": head}
         if seq < first.next_seq:
@@ -127,7 +128,7 @@ def verify(folder: Path, *, checkpoints: Path | None = None, public_key: Any = N
     return report
 
 
-def _check_checkpoints(report: Report, cps: list[Checkpoint], state: chain.ChainState,
+def _check_checkpoints(report: Report, cps: list[Checkpoint], state: chain.ChainState, *,
                        end: int, public_key: Any, from_seq: int) -> None:
     from cryptography.exceptions import InvalidSignature
 

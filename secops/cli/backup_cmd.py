@@ -57,10 +57,9 @@ def _record(cfg: Config, results: list[TargetResult], started: float) -> None:
     """Manual backups count for ``secops status`` and the daemon's catch-up too."""
     from pathlib import Path
 
+    from secops.audit import actor_cli
     from secops.clock import iso_utc
     from secops.daemon.state import StateDB, record_results
-
-    from secops.audit import actor_cli
 
     db = StateDB(Path(cfg.paths.state_dir) / "state.db", office=cfg.office.code)
     try:

@@ -25,12 +25,10 @@ def keys_group() -> None:
 @click.pass_obj
 def escrow(app: AppContext, recipients: tuple[str, ...], out: Path | None, as_json: bool) -> int:
     """Write restic passwords and office keys, GPG-encrypted to the custodians."""
-    from secops.clock import SystemClock
-    from secops.keys.escrow import write_escrow
-
     import hashlib
 
-    from secops.keys.escrow import remove_audit_initial_key
+    from secops.clock import SystemClock
+    from secops.keys.escrow import remove_audit_initial_key, write_escrow
 
     cfg = app.config()
     path = write_escrow(cfg, list(recipients), out, SystemClock())

@@ -262,7 +262,8 @@ class _Lab:
             return False
         time.sleep(0.5)  # a write in flight lands now
         damaged = [p for p, h in _hashes(self.root).items() if before.get(p) != h]
-        self._show_containment(since, frozen["details"], damaged, before)
+        if not self._show_containment(since, frozen["details"], damaged, before):
+            return False
         fid = frozen["details"]["freeze_id"]
         pinned = self._wait_event("integrity.snapshot_pinned", since,
                                   lambda d: d.get("freeze_id") == fid)
@@ -285,7 +286,8 @@ class _Lab:
         return self._verify(before, len(files), len(damaged) - len(files))
 
     def _show_containment(self, since: str, frozen: dict[str, Any], damaged: list[str],
-                          before: dict[str, str]) -> None:
+                          before: dict[str, str]) -> bool:
+        """Print what the daemon did; True if the folder refuses writes now."""
         suspected = self._events("ransomware.suspected", since)
         if suspected:
             d = suspected[0]["details"]
@@ -303,10 +305,11 @@ class _Lab:
              f"{_n(len(before) - total, 'file')}, {hit} of {_n(total, 'decoy')}")
         sample = next(p for p in sorted(before) if not is_canary(p))
         who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
-        result = "refused" if _write_refused(sample) else "[red]NOT refused[/]"
+        refused = _write_refused(sample)
         _say(f"the folder is read-only for everyone now, root included: "
              f"{frozen.get('paths_frozen')} paths immutable (chattr +i); a write as {who} "
-             f"was {result}")
+             "was " + ("refused" if refused else "[red]NOT refused[/]"))
+        return refused
 
     def _unfreeze(self) -> bool:
         ok, doc = _cli(self.cfg, "unfreeze", "--kill", "--json")
@@ -340,7 +343,7 @@ class _Lab:
         time.sleep(1.0)  # the restore's changes reach the daemon's state first
         if _wait(lambda: self._settled() or not self._alive()) and self._alive():
             last = [self.db.target(t.name) for t in self.cfg.backup.targets]
-            _say("the daemon backed up the restored folder: " + ", ".join(
+            _say("the daemon's backups caught up: " + ", ".join(
                 f"{t.name} {(t.last_snapshot_id or '')[:8]}" for t in last))
         else:
             _say(f"[yellow]the daemon's backups did not settle[/]; see {self.log_path}")

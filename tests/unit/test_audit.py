@@ -79,8 +79,8 @@ def test_deleted_middle_record(log: Log) -> None:
 
 def test_inserted_record(log: Log) -> None:
     lines = log.lines()
-    fake = chain.encode(30, "2026-03-15T07:00:00Z", chain.line_hash(lines[29]), "x", "y", {},
-                        b"k" * 32)
+    fake = chain.encode(30, "2026-03-15T07:00:00Z", chain.line_hash(lines[29]), kind="x",
+                        actor="y", data={}, key=b"k" * 32)
     lines.insert(30, fake)
     log.write(lines)
     r = log.verify()
@@ -141,13 +141,14 @@ def test_remac_with_the_current_key(log: Log) -> None:
     lines = log.lines()
     rec = json.loads(lines[10])
     rec["data"]["target"] = "forged"
-    lines[10] = chain.encode(rec["seq"], rec["time"], rec["prev"], rec["kind"], rec["actor"],
-                             rec["data"], stolen)
+    lines[10] = chain.encode(rec["seq"], rec["time"], rec["prev"], kind=rec["kind"],
+                             actor=rec["actor"], data=rec["data"], key=stolen)
     # re-chain everything after it, as a careful forger would
     for i in range(11, len(lines)):
         r2 = json.loads(lines[i])
         lines[i] = chain.encode(r2["seq"], r2["time"], chain.line_hash(lines[i - 1]),
-                                r2["kind"], r2["actor"], r2["data"], stolen)
+                                kind=r2["kind"], actor=r2["actor"], data=r2["data"],
+                                key=stolen)
     log.write(lines)
     r = log.verify()
     assert (r.ok, r.first_bad_seq, r.problem) == (False, 10, "mac")

@@ -1,0 +1,1 @@
+"""Integrity of the server's own logs: sealed log files and the systemd journal."""
