@@ -14,7 +14,7 @@ import click
 
 from secops.cli.context import AppContext
 from secops.cli.render import console, emit_json, human_bytes
-from secops.errors import OperationalError, UsageError
+from secops.errors import UsageError
 
 
 def _iso(ts: float) -> str:
@@ -226,36 +226,23 @@ def unfreeze(app: AppContext, how: str | None, as_json: bool) -> int:
     cfg = app.config()
     state = FimState(Path(cfg.paths.state_dir) / "state.db")
     try:
-        active = state.active_freeze()
-        if active is None:
-            if as_json:
-                emit_json({"unfrozen": False, "reason": "no freeze is active"})
-            else:
-                console().print("nothing is frozen")
-            return 0
-        stopped = [p for p in active.processes if p.get("stopped")]
-        if stopped and how is None:
-            listing = "; ".join(f"pid {p['pid']} {' '.join(p.get('cmdline', []))[:80]}"
-                                for p in stopped)
-            raise UsageError(f"freeze {active.id} stopped {len(stopped)} process(es): "
-                             f"{listing}. Say what happens to them: --kill (an attack) or "
-                             "--resume (a false alarm)")
-        failures = contain.thaw(state.frozen_paths(active.id))
-        if failures:
-            raise OperationalError(f"could not make {len(failures)} path(s) writable again, "
-                                 f"e.g. {failures[0]}; the freeze stays recorded")
-        processes = contain.resume_processes(stopped, kill=how == "kill")
-        state.lift(active.id, how or "no processes")
+        doc = contain.unfreeze(state, how)
     finally:
         state.close()
-    doc = {"unfrozen": True, "freeze_id": active.id, "paths_released": active.paths,
-           "processes": processes, "snapshots_still_pinned": active.snapshots, "by": _who()}
+    if not doc["unfrozen"]:
+        if as_json:
+            emit_json(doc)
+        else:
+            console().print("nothing is frozen")
+        return 0
+    doc["by"] = _who()
     _record(app, "integrity.unfrozen", "info", doc)
     if as_json:
         emit_json(doc)
     else:
-        console().print(f"freeze {active.id} lifted: {active.paths} path(s) writable again; "
-                        + ", ".join(f"pid {p['pid']} {p['result']}" for p in processes))
+        console().print(f"freeze {doc['freeze_id']} lifted: {doc['paths_released']} path(s) "
+                        "writable again; " + ", ".join(f"pid {p['pid']} {p['result']}"
+                                                       for p in doc["processes"]))
     return 0
 
 

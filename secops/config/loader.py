@@ -109,7 +109,24 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     )
     targets = [_resolve_target(base, t) for t in cfg.backup.targets]
     backup = msgspec.structs.replace(cfg.backup, targets=targets)
-    return msgspec.structs.replace(cfg, paths=paths, backup=backup)
+
+    def opt(value: str | None) -> str | None:
+        return os.path.normpath(_resolve(base, value)) if value else None
+
+    n = cfg.notify
+    notify = msgspec.structs.replace(
+        n, smtp_password_file=opt(n.smtp_password_file),
+        webhook_secret_file=opt(n.webhook_secret_file), drop_dir=opt(n.drop_dir))
+    pb = cfg.playbooks
+    playbooks = msgspec.structs.replace(
+        pb, dir=os.path.normpath(_resolve(base, pb.dir)),
+        uploads=[msgspec.structs.replace(u, identity=os.path.normpath(_resolve(base, u.identity)))
+                 for u in pb.uploads])
+    logs = msgspec.structs.replace(
+        cfg.logs, seal=[os.path.normpath(_resolve(base, p)) for p in cfg.logs.seal],
+        journald_verify_key=opt(cfg.logs.journald_verify_key))
+    return msgspec.structs.replace(cfg, paths=paths, backup=backup, notify=notify,
+                                   playbooks=playbooks, logs=logs)
 
 
 def _check_semantics(cfg: Config, path: Path) -> None:

@@ -129,6 +129,46 @@ class Logs(_Strict, kw_only=True, frozen=True):
     journald_verify_key: str | None = None  # FSS verification key file (mode 0600)
 
 
+class Notify(_Strict, kw_only=True, frozen=True):
+    """Where the ``notify`` action sends messages; undeliverable ones wait in an outbox."""
+
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 25
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_from: str = "secops@localhost"
+    smtp_user: str | None = None
+    smtp_password_file: str | None = None        # mode 0600
+    smtp_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    # Named groups of addresses: the playbooks say `to: [office, police]`.
+    recipients: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    webhooks: dict[str, str] = msgspec.field(default_factory=dict)   # name -> https URL
+    webhook_secret_file: str | None = None       # HMAC-SHA256 key for X-Secops-Signature
+    drop_dir: str | None = None                  # a local folder (another program collects)
+    retry_max_hours: Annotated[float, msgspec.Meta(gt=0)] = 72.0
+
+
+class UploadTarget(_Strict, kw_only=True, frozen=True):
+    """An SFTP server for evidence bundles (e.g. the district police)."""
+
+    name: Name
+    host: Annotated[str, msgspec.Meta(min_length=1)]
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 22
+    user: Annotated[str, msgspec.Meta(min_length=1)]
+    identity: str                                # private key file, mode 0600
+    host_key_fingerprint: str                    # "SHA256:..." from the server's owner
+    remote_dir: str = "."
+
+
+class Playbooks(_Strict, kw_only=True, frozen=True):
+    dir: str = "playbooks"                       # relative to the config file's folder
+    max_step_seconds: Annotated[float, msgspec.Meta(gt=0)] = 900.0
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
+    # The `command` action runs only these: name -> argv (absolute program path, no shell).
+    commands: dict[str, Annotated[list[str], msgspec.Meta(min_length=1)]] = msgspec.field(
+        default_factory=dict)
+    uploads: list[UploadTarget] = msgspec.field(default_factory=list)
+
+
 class Config(_Strict, kw_only=True, frozen=True):
     office: Office
     paths: Paths
@@ -138,6 +178,8 @@ class Config(_Strict, kw_only=True, frozen=True):
     integrity: Integrity = msgspec.field(default_factory=Integrity)
     audit: Audit = msgspec.field(default_factory=Audit)
     logs: Logs = msgspec.field(default_factory=Logs)
+    notify: Notify = msgspec.field(default_factory=Notify)
+    playbooks: Playbooks = msgspec.field(default_factory=Playbooks)
     # Where the file was loaded from; filled by the loader, never read from TOML.
     source: str = ""
 

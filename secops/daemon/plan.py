@@ -27,7 +27,8 @@ def build_schedule(cfg: Config, fire: Callable[[str], None]) -> Any:
         s.every().day.at(cfg.integrity.verify_daily_at).do(fire, "fim_verify")
     if sc.drill_weekday:
         getattr(s.every(), sc.drill_weekday).at(sc.drill_at).do(fire, "drill")
-    s.every(cfg.audit.checkpoint_minutes * 60).seconds.do(fire, "audit_checkpoint")
+    s.every(max(1, round(cfg.audit.checkpoint_minutes * 60))).seconds.do(
+        fire, "audit_checkpoint")
     if cfg.audit.verify_every_minutes:
         s.every(cfg.audit.verify_every_minutes).minutes.do(fire, "audit_verify")
     if cfg.logs.seal and cfg.logs.seal_every_minutes:

@@ -100,6 +100,63 @@ def _same_process(pid: int, recorded: dict[str, Any]) -> bool:
         now.get("cmdline") == recorded.get("cmdline")
 
 
+def finished_before(cfg: Any, before: float) -> dict[str, str]:
+    """Per target, the newest snapshot the daemon saw finish before ``before``."""
+    from pathlib import Path
+
+    from secops.daemon.state import StateDB
+
+    db = StateDB(Path(cfg.paths.state_dir) / "state.db")
+    try:
+        return {t.name: hit[0] for t in cfg.backup.targets
+                if (hit := db.last_backup_before(t.name, before)) is not None}
+    finally:
+        db.close()
+
+
+def freeze(cfg: Any, state: Any, pids: Sequence[int], reason: str) -> dict[str, Any]:
+    """Contain now: stop ``pids`` (or, without any, whoever writes under the watched
+    folders) and make the trees immutable; join an active freeze instead of starting a
+    second one. ``state`` is a ``FimState``."""
+    processes = stop_processes(list(pids) or writers_under(cfg.paths.watch))
+    active = state.active_freeze()
+    if active is not None:
+        state.add_processes(active.id, processes)
+        return {"freeze_id": active.id, "already": True, "processes": processes,
+                "paths_frozen": active.paths}
+    freeze_id = state.record_freeze(reason, processes)
+    result = freeze_trees(cfg.paths.watch)
+    state.add_frozen_paths(freeze_id, result.paths)
+    return {"freeze_id": freeze_id, "already": False, "processes": processes,
+            "paths_frozen": len(result.paths), "unsupported": result.unsupported,
+            "failed": result.failed[:20], "paths": list(cfg.paths.watch)}
+
+
+def unfreeze(state: Any, how: str | None) -> dict[str, Any]:
+    """Lift the active freeze: release exactly the frozen paths, then kill or resume the
+    stopped processes. ``how`` (kill | resume) is required when processes are stopped."""
+    from secops.errors import OperationalError, UsageError
+
+    active = state.active_freeze()
+    if active is None:
+        return {"unfrozen": False, "reason": "no freeze is active"}
+    stopped = [p for p in active.processes if p.get("stopped")]
+    if stopped and how not in ("kill", "resume"):
+        listing = "; ".join(f"pid {p['pid']} {' '.join(p.get('cmdline', []))[:80]}"
+                            for p in stopped)
+        raise UsageError(f"freeze {active.id} stopped {len(stopped)} process(es): "
+                         f"{listing}. Say what happens to them: --kill (an attack) or "
+                         "--resume (a false alarm)")
+    failures = thaw(state.frozen_paths(active.id))
+    if failures:
+        raise OperationalError(f"could not make {len(failures)} path(s) writable again, "
+                               f"e.g. {failures[0]}; the freeze stays recorded")
+    processes = resume_processes(stopped, kill=how == "kill")
+    state.lift(active.id, how or "no processes")
+    return {"unfrozen": True, "freeze_id": active.id, "paths_released": active.paths,
+            "processes": processes, "snapshots_still_pinned": active.snapshots}
+
+
 def writers_under(roots: Sequence[str]) -> list[int]:
     """Without fanotify: processes holding a file under ``roots`` open for writing."""
     prefixes = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
@@ -193,7 +250,7 @@ def thaw(paths: Sequence[str]) -> list[str]:
     return failed
 
 
-def pin_pre_attack(cfg: Any, before: float, freeze_id: int,
+def pin_pre_attack(cfg: Any, before: float, label: str,
                    finished: dict[str, str] | None = None) -> dict[str, Any]:
     """Pin, per target, the last snapshot taken before the attack began at ``before``.
 
@@ -201,7 +258,8 @@ def pin_pre_attack(cfg: Any, before: float, freeze_id: int,
     ``before``: a snapshot that was still being written when the attack began may hold
     damaged files. Without it, a snapshot started a minute before ``before`` is taken.
 
-    Tags ``pinned`` and ``freeze-<id>`` where the repository allows; on an append-only target
+    Tags ``pinned`` and ``label`` (``freeze-<id>``, ``incident-<id>``) where the repository
+    allows; on an append-only target
     nothing can be deleted anyway, and ``restic tag`` (which rewrites the snapshot) is
     refused, so the snapshot is only recorded.
     """
@@ -231,11 +289,11 @@ def pin_pre_attack(cfg: Any, before: float, freeze_id: int,
                 entry["note"] = "append-only target: kept by the server, not re-tagged"
             else:
                 engine.with_lock_retry(repo, functools.partial(
-                    engine.restic.tag, repo, snap.id, add=("pinned", f"freeze-{freeze_id}")))
+                    engine.restic.tag, repo, snap.id, add=("pinned", label)))
                 entry["tagged"] = True
-                entry["tags_added"] = ["pinned", f"freeze-{freeze_id}"]
+                entry["tags_added"] = ["pinned", label]
                 # restic rewrote the snapshot under a new id: record the one that exists now
-                now = engine.restic.snapshots(repo, tags=(f"freeze-{freeze_id}",))
+                now = engine.restic.snapshots(repo, tags=(label,))
                 if now:
                     entry["id_before_tagging"] = snap.id
                     entry["id"], entry["short_id"] = now[-1].id, now[-1].short_id

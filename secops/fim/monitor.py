@@ -57,6 +57,7 @@ class Monitor:
         self.stopped_pids: set[int] = set()
         self.fan_seen: dict[str, float] = {}
         self.alarmed: set[str] = set()  # finding keys (original paths) already alarmed on
+        self.reported_pids: set[int] = set()
         self.in_maintenance = False
         self.freeze_id: int | None = None
         self.fan: Any = None
@@ -136,6 +137,10 @@ class Monitor:
 
     def _prepare(self) -> None:
         roots = self.cfg.paths.watch
+        active = self.state.active_freeze()
+        if active is not None:  # restarted during a freeze: its stopped writers stay denied
+            self.freeze_id = active.id
+            self.stopped_pids |= {int(p["pid"]) for p in active.processes if p.get("stopped")}
         if self.cfg.integrity.canaries:
             canaries, altered = place(roots, self.cfg.integrity.canary_depth,
                                       self.cfg.paths.exclude, self.baseline)
@@ -473,12 +478,20 @@ class Monitor:
     def _on_verdict(self, verdict: Verdict, paths: Sequence[str],
                     processes: list[dict[str, Any]] | None) -> None:
         keys = {f.key for f in verdict.findings}
-        if keys and keys <= self.alarmed and not verdict.canary:
+        if keys and keys <= self.alarmed:
             # the same files seen again through the other channel (a rename reported by
             # inotify after fanotify judged the write): not a new alarm
             self.log("INFO", f"further evidence on {len(keys)} file(s) already alarmed on")
             return
         self.alarmed |= keys
+        new_pids = set(verdict.pids) - self.stopped_pids - self.reported_pids
+        if self.freeze_id is not None and not new_pids:
+            # contained already, and no new writer: more of the same attack (e.g. inotify
+            # catching up with what was written before the freeze) joins the first alarm
+            self.log("INFO", f"further evidence during freeze {self.freeze_id}: "
+                     f"{len(keys)} file(s), score {verdict.score}")
+            return
+        self.reported_pids |= set(verdict.pids)
         details: dict[str, Any] = {
             "score": verdict.score, "paths": list(paths)[:200],
             "indicators": sorted({i for f in verdict.findings for i in f.indicators}),
@@ -496,43 +509,28 @@ class Monitor:
             self._freeze(verdict, details["processes"])
 
     def _freeze(self, verdict: Verdict, processes: list[dict[str, Any]]) -> None:
-        if not any(p.get("stopped") for p in processes) and verdict.pids:
-            processes = contain.stop_processes(verdict.pids)
-        elif not verdict.pids:
-            processes = contain.stop_processes(contain.writers_under(self.cfg.paths.watch))
-        self.stopped_pids.update(p["pid"] for p in processes if p.get("stopped"))
-        active = self.state.active_freeze()
-        if active is not None:
-            self.state.add_processes(active.id, processes)
-            self.freeze_id = active.id
+        already = [p for p in processes if p.get("stopped")]
+        result = contain.freeze(self.cfg, self.state, [] if already else verdict.pids,
+                                f"ransomware.suspected score {verdict.score}")
+        if already:
+            self.state.add_processes(result["freeze_id"], already)
+        result["processes"] = already + result["processes"]
+        self.stopped_pids.update(p["pid"] for p in result["processes"] if p.get("stopped"))
+        self.freeze_id = result["freeze_id"]
+        if result["already"]:
             return
-        freeze_id = self.state.record_freeze(
-            f"ransomware.suspected score {verdict.score}", processes)
-        self.freeze_id = freeze_id
-        result = contain.freeze_trees(self.cfg.paths.watch)
-        self.state.add_frozen_paths(freeze_id, result.paths)
-        details = {"freeze_id": freeze_id, "paths_frozen": len(result.paths),
-                   "unsupported": result.unsupported, "failed": result.failed[:20],
-                   "processes": processes, "paths": list(self.cfg.paths.watch)}
-        self.log("ERROR", f"integrity.frozen: freeze {freeze_id}: {len(result.paths)} paths "
-                 f"immutable, {len(processes)} process(es) stopped; undo with "
-                 "'secops unfreeze' after review")
-        self.alert("integrity.frozen", "critical", details)
-        t = threading.Thread(target=self._pin, args=(verdict.first_time, freeze_id),
+        self.log("ERROR", f"integrity.frozen: freeze {self.freeze_id}: "
+                 f"{result['paths_frozen']} paths immutable, {len(result['processes'])} "
+                 "process(es) stopped; undo with 'secops unfreeze' after review")
+        self.alert("integrity.frozen", "critical", result)
+        t = threading.Thread(target=self._pin, args=(verdict.first_time, self.freeze_id),
                              name="secops-pin", daemon=True)
         t.start()
 
     def _pin(self, before: float, freeze_id: int) -> None:
-        from secops.daemon.state import StateDB
-
-        db = StateDB(self.db_path)
+        finished = contain.finished_before(self.cfg, before)
         try:
-            finished = {t.name: hit[0] for t in self.cfg.backup.targets
-                        if (hit := db.last_backup_before(t.name, before)) is not None}
-        finally:
-            db.close()
-        try:
-            pinned = contain.pin_pre_attack(self.cfg, before, freeze_id, finished)
+            pinned = contain.pin_pre_attack(self.cfg, before, f"freeze-{freeze_id}", finished)
         except Exception as e:
             pinned = {"error": str(e)}
         state = FimState(self.db_path)

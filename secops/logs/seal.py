@@ -19,9 +19,14 @@ A log may only grow. Checking a file against its seal S:
   file at the path that still holds the sealed content (rewritten by a copy) is ``ok``;
 - a symlink at a sealed path is refused (``symlink``): files are opened with O_NOFOLLOW.
 
+A configured file that has no seal yet is ``unsealed`` (or ``missing``): not a problem.
+
 Only the inode number decides "same file": device numbers of device-mapper volumes can change
-across reboots. Only the sealed prefix is protected: what was appended after the last seal
-can be changed unnoticed, so sealing often (``seal_every_minutes``) keeps that window short.
+across reboots. A file deleted and recreated can get the old inode number back; it is then
+judged as the same file (``truncated`` or ``edited``), a problem either way. Rotated copies
+compressed with zstd are not read. Only the sealed prefix is protected: what was appended
+after the last seal can be changed unnoticed, so sealing often (``seal_every_minutes``) keeps
+that window short.
 Rotated copies are checked when the rotation is first seen; after that they are archived
 data outside the seal (their seals stay in the audit log for a later forensic check).
 
@@ -65,6 +70,7 @@ _READ_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, lzma.LZMAError, 
 
 class _Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
+    def close(self) -> None: ...
 
 
 _DECOMPRESS: dict[str, Callable[[Any], _Reader]] = {
@@ -179,6 +185,9 @@ class _Refused(Exception):
         self.detail = detail
 
 
+_CANDIDATE_ERRORS: tuple[type[Exception], ...] = (_Refused, *_READ_ERRORS)
+
+
 def _open(path: str) -> tuple[io.BufferedReader, os.stat_result]:
     """Open a regular file without following a symlink at ``path``."""
     try:
@@ -212,7 +221,7 @@ def _open_rotated(path: str) -> Iterator[_Reader]:
         try:
             yield g
         finally:
-            g.close()  # type: ignore[attr-defined]
+            g.close()
 
 
 class _Stream:
@@ -314,7 +323,7 @@ def _search(seal: Seal, candidates: list[str]) -> tuple[_Found | None, list[str]
                 kind = _compare(seal, f)
         except FileNotFoundError:
             continue
-        except (_Refused, *_READ_ERRORS):
+        except _CANDIDATE_ERRORS:
             unreadable.append(c)
             continue
         if kind == "match":
@@ -339,8 +348,9 @@ def _judge_elsewhere(seal: Seal, found: _Found | None, unreadable: list[str], *,
         if not here:
             return FileStatus(p, "deleted", f"the file is gone and its sealed content "
                               f"({seal.size} bytes) is in no rotated copy{note}")
-        return FileStatus(p, "rotation_anomaly", f"another file is at the path and the sealed "
-                          f"content ({seal.size} bytes) is in no rotated copy{note}")
+        return FileStatus(p, "rotation_anomaly", f"a different file (new inode) is at the path "
+                          f"and the sealed content ({seal.size} bytes) is in no rotated copy: "
+                          f"rewritten with changes (e.g. sed -i) or replaced{note}")
     if found.where == p:
         return {"match": FileStatus(p, "ok", "rewritten as a new file, the sealed content "
                                     "intact"),
@@ -349,8 +359,9 @@ def _judge_elsewhere(seal: Seal, found: _Found | None, unreadable: list[str], *,
                 "short": FileStatus(p, "truncated", "rewritten as a new file without part of "
                                     "the sealed content")}[found.kind]
     w = found.where
-    how = "copied to" if same_inode else "rotated to"
-    return {"match": FileStatus(p, "rotated", f"{how} {w}, the sealed content intact", w),
+    how = "copied (copytruncate) or rotated" if same_inode else "rotated"
+    return {"match": FileStatus(p, "rotated", f"{how}: the sealed content is intact in {w}",
+                                w),
             "edited": FileStatus(p, "edited", f"the sealed content was changed in the "
                                  f"rotated copy {w}", w),
             "short": FileStatus(p, "truncated", f"the rotated copy {w} lacks part of the "

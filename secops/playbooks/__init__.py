@@ -1,0 +1,1 @@
+"""Playbooks: loading, planning and running incident-response steps, and their actions."""
