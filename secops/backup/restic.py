@@ -196,11 +196,15 @@ class Restic:
         snaps = [snapshot_from_json(repo.name, it) for it in items]
         return sorted(snaps, key=lambda s: s.time)
 
-    def tag(self, repo: Repo, snapshot_id: str, add: Sequence[str]) -> None:
-        """Add tags (restic rewrites the snapshot under a new id; find it by its tags)."""
+    def tag(self, repo: Repo, snapshot_id: str, add: Sequence[str] = (),
+            remove: Sequence[str] = ()) -> None:
+        """Add or remove tags (restic rewrites the snapshot under a new id; find it by its
+        tags)."""
         args = ["tag"]
         for t in add:
             args += ["--add", t]
+        for t in remove:
+            args += ["--remove", t]
         done = self._run(repo, [*args, snapshot_id], timeout=600)
         if done.returncode != 0:
             raise self.error(repo, done, "tagging a snapshot")

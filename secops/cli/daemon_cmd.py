@@ -80,8 +80,16 @@ def status_doc(app: AppContext) -> dict[str, Any]:
         alerts = [{"time": e["time"], "kind": e["kind"], "score": e["details"].get("score"),
                    "paths": e["details"].get("paths", []), "details": e["details"]}
                   for e in db.recent_events(20)]
+        from secops.playbooks.incidents import IncidentStore
+
+        store = IncidentStore(db_path, cfg.office.code)
+        try:
+            open_incidents = store.open_count()
+        finally:
+            store.close()
         return {"daemon": _daemon_state(db.daemon_info()), "targets": targets,
-                "pending_changes": db.pending_count(), "open_incidents": 0, "alerts": alerts}
+                "pending_changes": db.pending_count(), "open_incidents": open_incidents,
+                "alerts": alerts}
     finally:
         db.close()
 

@@ -36,6 +36,7 @@ from secops.watch.observer import Change, Watcher, inotify_headroom
 if TYPE_CHECKING:
     from secops.fim.monitor import Monitor
     from secops.fim.state import FimState
+    from secops.playbooks.dispatch import Dispatcher
 
 Log = Callable[[str, str], None]  # level, message
 
@@ -61,6 +62,10 @@ class Service:
         self.scheduler: Any = None
         self.missing_roots: set[str] = set()
         self.monitor: Monitor | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.last_event_id = 0
+        self.next_outbox = 0.0
+        self.outbox_busy = threading.Event()
         self.audit_alerted: tuple[Any, Any] | None = None
         self.fim_state: FimState | None = None
 
@@ -72,6 +77,8 @@ class Service:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
+        self.last_event_id = self.db.last_event_id()  # only what happens from now on
+        self._start_playbooks()
         self._start_monitor()
         self._start_watching()
         self._submit_rescan("start")  # anything that changed while we were down
@@ -99,6 +106,8 @@ class Service:
                     self.reload_requested.clear()
                     self._reload()
                 self._drain(timeout=self._wait_time())
+                self._dispatch_events()
+                self._deliver_outbox(now)
                 self._collect()
                 self._maybe_backup()
                 self._retry_failing()
@@ -116,6 +125,63 @@ class Service:
         except sqlite3.Error as e:  # e.g. the disk under state_dir is full
             self.log("ERROR", f"cannot record alert {kind}: {e}")
 
+    def _start_playbooks(self) -> None:
+        from secops.playbooks.dispatch import Dispatcher
+
+        if self.dispatcher is not None:
+            self.dispatcher.close(timeout=1.0)
+        self.dispatcher = Dispatcher(self.cfg, self.log)
+        for problem in self.dispatcher.problems:
+            self._alert("playbook.invalid", "high", {"problem": problem})
+
+    def _dispatch_events(self) -> None:
+        """Every new event (from the detectors, the CLI, the daemon itself) to the
+        playbooks; a dozen rows at most per turn of the loop, so the loop stays quick."""
+        if self.dispatcher is None:
+            return
+        for event_id, event in self.db.events_after(self.last_event_id, limit=50):
+            self.last_event_id = event_id
+            fired = self.dispatcher.handle(event)
+            if fired:
+                self.log("INFO", f"{event['kind']}: playbook(s) {', '.join(fired)}")
+
+    def _deliver_outbox(self, now: float) -> None:
+        """Queued notifications are retried in a thread of their own (SMTP may hang)."""
+        if now < self.next_outbox or self.outbox_busy.is_set():
+            return
+        self.outbox_busy.set()
+        self.next_outbox = now + 30.0
+        cfg = self.cfg
+
+        def work() -> Any:
+            from secops.playbooks.notify import Outbox
+
+            return Outbox(cfg).deliver_due()
+
+        threading.Thread(target=self._outbox_thread, args=(work,), daemon=True,
+                         name="secops-outbox").start()
+
+    def _outbox_thread(self, work: Callable[[], Any]) -> None:
+        try:
+            results = work()
+        except Exception as e:  # never fatal: the messages stay queued
+            self.log("ERROR", f"outbox: {e}")
+            return
+        finally:
+            self.outbox_busy.clear()
+        for r in results or []:
+            if r.get("gave_up"):
+                self._alert_threadsafe("notify.failed", "high", r)
+            elif r.get("ok"):
+                self.log("INFO", f"queued message {r.get('id')} delivered ({r.get('channel')})")
+
+    def _alert_threadsafe(self, kind: str, severity: str, details: dict[str, Any]) -> None:
+        db = StateDB(self.db.path, office=self.cfg.office.code)
+        try:
+            db.add_event(iso_utc(self.clock.now()), kind, "daemon", severity, details)
+        finally:
+            db.close()
+
     def _start_monitor(self) -> None:
         if not self.cfg.integrity.enabled:
             self.monitor = None
@@ -124,7 +190,8 @@ class Service:
         from secops.fim.state import FimState
 
         self.fim_state = self.fim_state or FimState(self.db.path)
-        self.monitor = Monitor(self.cfg, self.log)
+        self.monitor = Monitor(self.cfg, self.log,
+                               on_event=lambda: self.events.put(Change("", "job")))
         self.monitor.start()
         # detection needs the baseline: wait for it (bounded) before watching starts
         if not self.monitor.ready.wait(timeout=600):
@@ -164,6 +231,8 @@ class Service:
             self.watcher.stop()
         if self.monitor is not None:
             self.monitor.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.close(timeout=2.0)
         if self.fim_state is not None:
             self.fim_state.close()
         self.db.heartbeat(iso_utc(self.clock.now()), "stopped")
@@ -204,6 +273,7 @@ class Service:
             self._start_watching()
             self._submit_rescan("reload")
         self.scheduler = build_schedule(cfg, self._scheduled)
+        self._start_playbooks()  # edited playbooks count from the reload on
         self.db.audit("config.reloaded", "daemon:SIGHUP", {"config": cfg.source})
         self.log("INFO", "config reloaded")
         notify.ready()

@@ -183,6 +183,16 @@ class StateDB:
         except (SecopsError, OSError) as e:
             sys.stderr.write(f"secops: cannot write the audit log: {e}\n")
 
+    def last_event_id(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
+    def events_after(self, event_id: int, limit: int = 500) -> list[tuple[int, dict[str, Any]]]:
+        """Events newer than ``event_id`` in order, as (id, DESIGN.md event object)."""
+        rows = self.db.execute("SELECT id, time, kind, source, severity, details FROM events "
+                               "WHERE id > ? ORDER BY id LIMIT ?", (event_id, limit)).fetchall()
+        return [(int(r[0]), {"kind": r[2], "time": r[1], "source": r[3], "severity": r[4],
+                             "details": json.loads(r[5])}) for r in rows]
+
     def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT time, kind, source, severity, details FROM events "
                                "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()

@@ -42,9 +42,11 @@ FAN_FRESH_S = 5.0  # a watchdog event this soon after fanotify saw the same writ
 
 
 class Monitor:
-    def __init__(self, cfg: Config, log: Log) -> None:
+    def __init__(self, cfg: Config, log: Log,
+                 on_event: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
         self.log = log
+        self.on_event = on_event or (lambda: None)  # wakes the daemon loop (playbooks)
         self._emit_lock = threading.Lock()
         self.db_path = Path(cfg.paths.state_dir) / "state.db"
         self.excludes = fim_excludes(cfg.paths.exclude, cfg.paths.state_dir)
@@ -132,6 +134,7 @@ class Monitor:
             try:
                 self.events_db.add_event(iso_utc(datetime.now().astimezone()), kind,
                                          "integrity", severity, details)
+                self.on_event()
             except Exception as e:  # e.g. disk full: logged, never fatal
                 self.log("ERROR", f"cannot record event {kind}: {e}")
 

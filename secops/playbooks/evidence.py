@@ -18,6 +18,7 @@ capabilities than we do) cannot be read: those pids are listed as ``fd_unreadabl
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import ipaddress
 import json
@@ -194,7 +195,11 @@ def _cmdline(pid: int) -> list[str] | None:
 
 
 def fd_table() -> tuple[list[tuple[int, int, bytes]], list[int]]:
-    """(pid, fd, link target) of every readable descriptor; and the pids we could not read."""
+    """(pid, fd, link target) of every readable descriptor; and the pids we could not read.
+
+    With CAP_DAC_READ_SEARCH the fd folder of any process can be listed, but its links
+    read only with ptrace access (same uid and no more capabilities, or CAP_SYS_PTRACE).
+    """
     links, unreadable = [], []
     for pid in _pids():
         try:
@@ -205,8 +210,13 @@ def fd_table() -> tuple[list[tuple[int, int, bytes]], list[int]]:
             unreadable.append(pid)
             continue
         for fd in fds:
-            with contextlib.suppress(OSError):
+            try:
                 links.append((pid, int(fd), os.readlink(os.fsencode(f"/proc/{pid}/fd/{fd}"))))
+            except PermissionError:
+                unreadable.append(pid)
+                break
+            except OSError:
+                continue  # closed meanwhile
     return links, unreadable
 
 
@@ -368,7 +378,12 @@ def _log_step(src: str, name: str, limit: int) -> _Step:
     def write(sink: _Sink) -> str | None:
         # Opened without following a symlink; copied and hashed in one pass (what
         # shutil.copy2 does, plus the size cap), then the source's times are kept.
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise OSError(e.errno, "a symlink, not followed") from e
+            raise
         with open(fd, "rb") as f:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):

@@ -29,8 +29,9 @@ CREATE TABLE IF NOT EXISTS incident_timeline (
     what TEXT NOT NULL, data TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS incident_evidence (
-    incident TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL, collected_at TEXT NOT NULL, PRIMARY KEY (incident, name)
+    incident TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL, size INTEGER NOT NULL, collected_at TEXT NOT NULL,
+    PRIMARY KEY (incident, name)
 );
 CREATE TABLE IF NOT EXISTS incident_snapshots (
     incident TEXT NOT NULL, target TEXT NOT NULL, snapshot_id TEXT NOT NULL,
@@ -172,16 +173,16 @@ class IncidentStore:
     def add_evidence(self, incident_id: str, items: list[dict[str, Any]]) -> None:
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO incident_evidence VALUES (?, ?, ?, ?, ?, ?)",
-                [(incident_id, i["name"], i["kind"], i["sha256"], i["size"],
+                "INSERT OR REPLACE INTO incident_evidence VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(incident_id, i["seq"], i["name"], i["kind"], i["sha256"], i["size"],
                   i["collected_at"]) for i in items])
 
     def evidence(self, incident_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT name, kind, sha256, size, collected_at FROM "
-                                "incident_evidence WHERE incident = ? ORDER BY collected_at, "
-                                "name", (incident_id,)).fetchall()
-        return [{"name": r[0], "kind": r[1], "sha256": r[2], "size": r[3],
-                 "collected_at": r[4]} for r in rows]
+        rows = self._db.execute("SELECT seq, name, kind, sha256, size, collected_at FROM "
+                                "incident_evidence WHERE incident = ? ORDER BY seq",
+                                (incident_id,)).fetchall()
+        return [{"seq": r[0], "name": r[1], "kind": r[2], "sha256": r[3], "size": r[4],
+                 "collected_at": r[5]} for r in rows]
 
     def add_snapshot(self, incident_id: str, target: str, snapshot_id: str, tagged: bool
                      ) -> None:

@@ -14,6 +14,7 @@ and host only.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.utils
 import fcntl
@@ -246,7 +247,7 @@ class Outbox:
                 m = self._load(path)
             except (OSError, msgspec.DecodeError):
                 m = None
-            if m is not None and _ID.fullmatch(m.id):
+            if m is not None and _ID.fullmatch(m.id) and m.to:
                 msgs.append(m)
             elif path.exists():
                 corrupt.append(path)
@@ -254,7 +255,8 @@ class Outbox:
         return msgs, corrupt
 
     def _quarantine(self, path: Path) -> dict[str, Any]:
-        os.replace(path, self.failed_dir / path.name)
+        with self._locked(), contextlib.suppress(FileNotFoundError):
+            os.replace(path, self.failed_dir / path.name)
         error = f"unreadable outbox file {path.name}, moved to {self.failed_dir}"
         logger.error("notify.gave_up {}", error)
         return {"id": path.stem, "channel": None, "to": [], "ok": False, "error": error,
@@ -422,9 +424,23 @@ def _smtp_session(n: Notify, mail: EmailMessage, to: list[str], password: str | 
             client.starttls(context=context)
             client.ehlo()
         if n.smtp_user:
-            client.login(n.smtp_user, password or "")
+            _login(client, n.smtp_user, password or "")
         sender = email.utils.parseaddr(n.smtp_from)[1] or n.smtp_from
         return client.send_message(mail, from_addr=sender, to_addrs=to)
+
+
+def _login(client: smtplib.SMTP, user: str, password: str) -> None:
+    """``client.login``, plus AUTH PLAIN in UTF-8 (RFC 4616), which smtplib cannot do."""
+    if (user + password).isascii():
+        client.login(user, password)
+        return
+    if "PLAIN" not in client.esmtp_features.get("auth", "").upper().split():
+        raise DeliveryError("the SMTP password is not ASCII and the server does not offer "
+                            "AUTH PLAIN (the only method that carries UTF-8)")
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+    code, answer = client.docmd("AUTH", f"PLAIN {token}")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, answer)
 
 
 def _smtp_error(e: BaseException, where: str) -> DeliveryError:

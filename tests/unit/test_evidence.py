@@ -266,6 +266,7 @@ def test_an_unreadable_source_is_an_item_with_an_error(tmp_path: Path) -> None:
     items = collect(cfg, tmp_path / "ev")
     bad = next(i for i in items if i.source == str(auth))
     assert bad.name == "logs/auth.log.error.json" and bad.error is not None
+    assert "symlink, not followed" in bad.error
     assert json.loads((tmp_path / "ev" / bad.name).read_text())["error"] == bad.error
     assert not (tmp_path / "ev" / "logs" / "auth.log").exists()
     assert verify_custody(tmp_path / "ev") == []
@@ -305,3 +306,22 @@ def test_utmp_records_of_logged_in_users() -> None:
         "type": 7, "pid": 4242, "line": "pts/0", "id": "ts/0", "user": "cán-bộ",
         "host": "10.0.0.5", "session": 7, "time": "2026-03-15T07:00:00Z",
         "address": "10.0.0.5"}]
+
+
+UNIT_CAPS = "-all,+dac_read_search,+dac_override,+fowner,+chown,+linux_immutable,+kill,+sys_admin"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="dropping capabilities needs root and setpriv")
+def test_without_cap_sys_ptrace_unreadable_processes_are_named() -> None:
+    # As under systemd/secops.service: root, but without CAP_SYS_PTRACE. This process
+    # (root, all capabilities) can then be listed but its descriptors not read.
+    code = ("import json; from secops.playbooks.evidence import network_doc, processes_doc; "
+            "print(json.dumps([network_doc()['fd_unreadable'], processes_doc([])]))")
+    out = subprocess.run(["setpriv", "--bounding-set", UNIT_CAPS, "--inh-caps", UNIT_CAPS,
+                          "--ambient-caps", UNIT_CAPS, sys.executable, "-c", code],
+                         check=True, capture_output=True, timeout=30).stdout
+    unreadable, procs = json.loads(out)
+    assert os.getpid() in unreadable
+    me = next(p for p in procs["processes"] if p["pid"] == os.getpid())
+    assert me["exe"] is None and me["cmdline"] and me["uid"] == 0

@@ -226,6 +226,18 @@ def test_send_now_ignores_the_schedule_but_keeps_failures_queued(tmp_path: Path)
     assert queued.attempts == 2 and queued.next_try == T0 + 60
 
 
+def test_an_unreachable_server_is_tried_once_per_pass(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, smtp_host="127.0.0.1", smtp_port=free_port(), smtp_security="none",
+                   recipients={"office": ["a@tanky.example"]})
+    outbox = Outbox(cfg, FakeClock())
+    for _ in range(3):
+        outbox.enqueue(to=["office"], subject=SUBJECT, body=BODY)
+    first, *rest = outbox.deliver_due()
+    assert first["error"].startswith("connection refused by 127.0.0.1:")
+    assert [r["error"] for r in rest] == [f"not tried: {first['error']}"] * 2
+    assert [m.attempts for m in outbox.pending()] == [1, 1, 1]
+
+
 # ---------------------------------------------------------------- secrets
 
 
