@@ -61,7 +61,7 @@ parse_args() {
 preflight() {
     local f
     for f in pyproject.toml secops/__init__.py systemd/secops.service \
-        configs/secops.example.toml docs/systemd.md; do
+        configs/secops.example.toml docs/systemd.md playbooks/ransomware-suspected.yaml; do
         [[ -f $REPO_ROOT/$f ]] || die "$REPO_ROOT/$f is missing: run me from a secops checkout"
     done
     if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
@@ -159,6 +159,17 @@ install_config() {
         run install -m 0600 -o root -g root \
             "$REPO_ROOT/configs/secops.example.toml" "$CONF_DIR/secops.toml"
     fi
+    # The shipped playbooks: new ones are added, ones the office edited are kept.
+    run install -d -m 0750 -o root -g root "$CONF_DIR/playbooks" "$CONF_DIR/playbooks/events"
+    local pb
+    for pb in "$REPO_ROOT"/playbooks/*.yaml "$REPO_ROOT"/playbooks/events/*.json; do
+        local dest=$CONF_DIR/playbooks/${pb#"$REPO_ROOT"/playbooks/}
+        if [[ -e $dest ]]; then
+            say "keeping the existing $dest"
+        else
+            run install -m 0640 -o root -g root "$pb" "$dest"
+        fi
+    done
 }
 
 reload_systemd() {

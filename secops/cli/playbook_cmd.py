@@ -26,8 +26,9 @@ def list_cmd(app: AppContext, as_json: bool) -> int:
     from secops.playbooks.dispatch import load_playbooks
 
     playbooks, problems = load_playbooks(app.config())
-    rows = [{"id": p.id, "name": p.name, "trigger": p.trigger.event, "severity": p.severity}
-            for p in playbooks]
+    rows: list[dict[str, Any]] = [
+        {"id": p.id, "name": p.name, "trigger": p.trigger.event, "severity": p.severity}
+        for p in playbooks]  # trigger: the event kind (a list when several)
     if as_json:
         emit_json(rows)
     else:
@@ -35,7 +36,8 @@ def list_cmd(app: AppContext, as_json: bool) -> int:
 
         table = Table("id", "trigger", "severity", "name")
         for r in rows:
-            table.add_row(r["id"], r["trigger"], r["severity"], r["name"])
+            trig = r["trigger"] if isinstance(r["trigger"], str) else ", ".join(r["trigger"])
+            table.add_row(r["id"], trig, r["severity"], r["name"])
         console().print(table)
     for p in problems:
         error(f"refused: {p}")
@@ -94,7 +96,7 @@ def test_cmd(app: AppContext, playbook_id: str, event_file: Path, dry_run: bool,
     event = _read_event(event_file)
     if not matches(pb, event):
         error(f"note: this event does not match the trigger of {pb.id} "
-              f"({pb.trigger.event}); running it anyway")
+              f"({', '.join(pb.trigger.kinds)}); running it anyway")
     log = _console_log(as_json)
     incident, new, records = run_playbook(cfg, pb, event, dry_run=dry_run, log=log)
     doc: dict[str, Any] = {"playbook": pb.id, "dry_run": dry_run,

@@ -139,7 +139,8 @@ class Notify(_Strict, kw_only=True, frozen=True):
     smtp_user: str | None = None
     smtp_password_file: str | None = None        # mode 0600
     smtp_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 20.0
-    # Named groups of addresses: the playbooks say `to: [office, police]`.
+    # Named groups: the playbooks say `to: [office, police]`. Members are e-mail addresses,
+    # webhook names, or "drop" (the file drop).
     recipients: dict[str, list[str]] = msgspec.field(default_factory=dict)
     webhooks: dict[str, str] = msgspec.field(default_factory=dict)   # name -> https URL
     webhook_secret_file: str | None = None       # HMAC-SHA256 key for X-Secops-Signature

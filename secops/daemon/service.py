@@ -134,6 +134,12 @@ class Service:
         for problem in self.dispatcher.problems:
             self._alert("playbook.invalid", "high", {"problem": problem})
 
+    def _playbook_handles(self, kind: str) -> bool:
+        from secops.playbooks.dispatch import matches
+
+        return self.dispatcher is not None and any(
+            matches(pb, {"kind": kind, "details": {}}) for pb in self.dispatcher.playbooks)
+
     def _dispatch_events(self) -> None:
         """Every new event (from the detectors, the CLI, the daemon itself) to the
         playbooks; a dozen rows at most per turn of the loop, so the loop stays quick."""
@@ -418,6 +424,11 @@ class Service:
         if kind == "backup":
             self._submit_backup([t.name for t in cfg.backup.targets], "schedule")
             return
+        if kind == "drill" and self._playbook_handles("drill.due"):
+            # the office's scheduled-drill playbook runs it (and says what to do on failure)
+            self._alert("drill.due", "info", {"targets": [t.name for t in cfg.backup.targets],
+                                              "paths": []})
+            return
         if kind == "rescan":
             self._submit_rescan("schedule")
             if self.monitor is not None:
@@ -471,6 +482,9 @@ class Service:
                 level = "INFO" if r.ok else "ERROR"
                 self.log(level, f"backup.{'completed' if r.ok else 'failed'} target={r.target} "
                          f"snapshot={(r.snapshot_id or '')[:8]} error={r.error or ''}")
+                if not r.ok:  # each failure is an event (playbooks count them)
+                    self._alert("backup.failed", "medium",
+                                {"target": r.target, "error": r.error, "paths": []})
             self._write_metrics()
             notify.status(f"idle; {len(failed)} target(s) failing" if failed else "idle")
             return

@@ -504,7 +504,8 @@ class Monitor:
             "detector": self.mode}
         if verdict.canary:
             self.alert("canary.touched", "critical",
-                       {"paths": [p for p in paths if is_canary(p)] or list(paths)})
+                       {"paths": [p for p in paths if is_canary(p)] or list(paths),
+                        "ransomware": True})  # the ransomware.suspected alarm follows
         self.log("ERROR", f"ransomware.suspected score={verdict.score} files={len(paths)} "
                  f"pids={verdict.pids}")
         self.alert("ransomware.suspected", "critical", details)

@@ -280,8 +280,18 @@ def restore_run(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     in_place = args.get("to") == "in_place"
     to = None if in_place else _folder(ctx) / "restore"
     includes = tuple(str(p) for p in args.get("paths") or ())
-    outcome = run_restore(ctx.cfg, Engine.from_config(ctx.cfg),
-                          Request(snap, to, target, includes, force=True, in_place=in_place))
+    state = _state(ctx) if in_place else None
+    try:
+        if state is not None:  # restored voter lists are not an unauthorised change
+            state.start_maintenance(30, f"restore for incident {ctx.incident_id}",
+                                    f"playbook:{ctx.playbook.id}")
+        outcome = run_restore(ctx.cfg, Engine.from_config(ctx.cfg),
+                              Request(snap, to, target, includes, force=True,
+                                      in_place=in_place))
+    finally:
+        if state is not None:
+            state.stop_maintenance()
+            state.close()
     doc = outcome.to_json()
     if not doc["ok"]:
         raise OperationalError(f"the restore of {snap[:8]} did not verify: "

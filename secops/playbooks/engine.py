@@ -41,10 +41,12 @@ class Context:
     def values(self) -> dict[str, Any]:
         folder = str(self.store.folder(self.incident.id)) if self.store and self.incident \
             else None
+        opened = self.incident.opened if self.incident else time.time()
         return {
             "event": self.event, "vars": self.playbook.variables,
             "incident": {"id": self.incident_id, "folder": folder,
-                         "state": self.incident.state if self.incident else None},
+                         "state": self.incident.state if self.incident else None,
+                         "opened": _local(opened), "deadline_72h": _local(opened + 72 * 3600)},
             "office": {"name": self.cfg.office.name, "code": self.cfg.office.code},
             "steps": {k: {"outputs": v} for k, v in self.outputs.items()},
         }
@@ -64,6 +66,13 @@ class StepRecord:
         return {"step": self.step, "type": self.type, "ok": self.ok, "error": self.error,
                 "seconds": round(self.seconds, 3), "would": self.would,
                 "outputs": self.outputs}
+
+
+def _local(ts: float) -> str:
+    """A time people read in a message: local time with its offset."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M %z")
 
 
 class UnknownValue(KeyError):
@@ -119,6 +128,12 @@ def holds(cond: Condition, event: dict[str, Any], variables: dict[str, Any]) -> 
             return isinstance(want, list) and got in want
         if cond.op == "contains":
             return want in got if isinstance(got, (list, str, dict)) else False
+        if cond.op == "matches":  # a glob, against a string or any string of a list
+            import fnmatch
+
+            items = got if isinstance(got, list) else [got]
+            return any(isinstance(i, str) and fnmatch.fnmatchcase(i, str(want))
+                       for i in items)
         return bool({">": got > want, ">=": got >= want, "<": got < want,
                      "<=": got <= want}[cond.op])
     except TypeError:

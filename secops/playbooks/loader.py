@@ -161,9 +161,6 @@ def check(pb: Playbook, lines: Lines, max_step_seconds: float = 900.0,
             bad(where, "an 'if' step needs condition, then and else")
         elif s.type == "parallel" and len(s.branches) < 2:
             bad(where, "a 'parallel' step needs at least two branches")
-        if s.timeout_seconds is not None and s.timeout_seconds > max_step_seconds:
-            bad((*where, "timeout_seconds"), f"more than the engine's maximum "
-                f"({max_step_seconds:g} s, [playbooks] max_step_seconds)")
         _check_refs(pb, s.args, (*where, "with"), bad)
     if not out:
         out += _check_graph(pb, ids, lines)

@@ -9,7 +9,8 @@ import msgspec
 
 StepId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Severity = Literal["info", "low", "medium", "high", "critical"]
-Op = Literal["==", "!=", ">", ">=", "<", "<=", "in", "contains", "exists"]
+Op = Literal["==", "!=", ">", ">=", "<", "<=", "in", "contains", "exists", "matches"]
+EventKind = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]+(\.[a-z_]+)*(\.\*)?$|^\*$")]
 State = Literal["open", "contained", "recovered", "closed"]
 STATES: tuple[str, ...] = ("open", "contained", "recovered", "closed")
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
@@ -32,16 +33,20 @@ class Threshold(_Strict, kw_only=True, frozen=True):
 
 
 class Trigger(_Strict, kw_only=True, frozen=True):
-    event: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]+(\.[a-z_]+)*(\.\*)?$|^\*$")]
+    event: EventKind | Annotated[list[EventKind], msgspec.Meta(min_length=1)]
     where: list[Condition] = msgspec.field(default_factory=list)
     threshold: Threshold | None = None
 
+    @property
+    def kinds(self) -> list[str]:
+        return [self.event] if isinstance(self.event, str) else list(self.event)
+
     def matches_kind(self, kind: str) -> bool:
-        if self.event == "*":
-            return True
-        if self.event.endswith(".*"):
-            return kind.startswith(self.event[:-1])
-        return kind == self.event
+        for want in self.kinds:
+            if want in ("*", kind) or \
+                    (want.endswith(".*") and kind.startswith(want[:-1])):
+                return True
+        return False
 
 
 class Step(_Strict, kw_only=True, frozen=True):

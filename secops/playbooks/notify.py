@@ -283,6 +283,14 @@ def route(cfg: Config, to: Sequence[str] | str) -> list[tuple[Channel, list[str]
         matched = name in n.recipients or name in n.webhooks or (name == DROP and
                                                                  n.drop_dir is not None)
         for address in n.recipients.get(name, []):
+            # a group may also name a webhook, or "drop" (the local file drop)
+            if address == DROP and n.drop_dir is not None:
+                drop = True
+                continue
+            if address in n.webhooks:
+                _check_url(cfg, address)
+                hooks.append(address)
+                continue
             if not _ADDRESS.fullmatch(address):
                 raise ConfigError(f"{cfg.source}: notify.recipients.{name}: {address!r} is not "
                                   "an e-mail address")
