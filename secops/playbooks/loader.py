@@ -117,7 +117,7 @@ def _typed_problem(file: str, message: str, lines: Lines) -> Problem:
     if m:
         for name, index in _PART.findall(m.group("path")):
             path.append(int(index) if index else name)
-    text = _PATH.sub("", message).rstrip(" -")
+    text = re.sub(r"\s*-\s*at\s*$", "", _PATH.sub("", message)).rstrip(" -")
     unknown = re.match(r"Object contains unknown field `(?P<f>[^`]+)`", text)
     if unknown:
         path.append(unknown.group("f"))
@@ -126,6 +126,8 @@ def _typed_problem(file: str, message: str, lines: Lines) -> Problem:
     if missing:
         text = f"required key {missing.group('f')!r} is missing"
     text = text.replace("`", "'")
+    if "got 'bool'" in text:
+        text += " (YAML reads yes/no/on/off as true/false: quote the name)"
     return Problem(file, line_of(lines, path), _dotted(path), text)
 
 
