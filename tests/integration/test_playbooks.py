@@ -219,7 +219,8 @@ def test_personal_data_breach_starts_the_72_hour_clock(office: Office,
     try:
         mails = smtp_server.wait_for_messages(1, timeout=60)
         subject = str(mails[0].message["subject"])
-        assert "72" in " ".join([subject, mails[0].message.get_body().get_content()])
+        body = mails[0].message.get_body()
+        assert body is not None and "72" in " ".join([subject, body.get_content()])
         assert any(p.get_filename() == "incident.md" for p in mails[0].message.iter_attachments())
         incident = incidents(office)[0]["id"]
         wait_for(lambda: any(a["step"] == "notified" and a["state"] == "waiting" for a in
