@@ -3,8 +3,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck
-TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck
+APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck \
+	libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils
+TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck pdftoppm
+# reports: WeasyPrint needs Pango; the PDF's Vietnamese needs a font with its glyphs
+LIBS   := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 .PHONY: all deps bench-deps venv run test lint typecheck unit bench clean install
 
@@ -13,6 +16,8 @@ all: test
 deps: ## system programs: through apt when root, else says what is missing
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	for f in $(LIBS); do [ -e $$f ] || missing="$$missing $$f"; done; \
+	ldconfig -p | grep -q 'libpangoft2-1.0.so.0' || missing="$$missing libpangoft2"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -57,6 +62,7 @@ bench: deps bench-deps venv
 	$(BIN)/python bench/backup_bench.py
 	$(BIN)/python bench/fim_bench.py
 	$(BIN)/python bench/audit_bench.py
+	$(BIN)/python bench/playbook_bench.py
 
 install: ## install on this server as root: /opt/secops, /usr/local/bin/secops, the unit, /etc/secops
 	scripts/install.sh

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from secops.playbooks.dispatch import Dispatcher
 
 Log = Callable[[str, str], None]  # level, message
+POLL_S = 0.2  # the loop's longest sleep; this process's own events wake it at once
 
 
 class Service:
@@ -305,10 +306,11 @@ class Service:
     # -- the loop's steps ------------------------------------------------------------------
 
     def _wait_time(self) -> float:
+        """At most POLL_S: events written by other processes (the CLI) are polled for."""
         deadline = self.debouncer.deadline()
         if deadline is None or self.backup_running or self.missing_roots:
-            return 0.5  # nothing due, or due but waiting: never spin
-        return max(0.0, min(0.5, deadline - self.clock.monotonic()))
+            return POLL_S  # nothing due, or due but waiting: never spin
+        return max(0.0, min(POLL_S, deadline - self.clock.monotonic()))
 
     def _drain(self, timeout: float) -> None:
         """Persist every queued change before it counts as handled."""
