@@ -25,6 +25,13 @@ class Office(_Strict, kw_only=True, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     code: Name
     language: Literal["vi", "en"] = "vi"
+    # For the incident report (Decree 13/2023/NĐ-CP, Mẫu số 03): where, and who answers for
+    # personal-data protection.
+    address: str = ""
+    contact_name: str = ""        # the data-protection contact
+    contact_title: str = ""
+    contact_phone: str = ""
+    contact_email: str = ""
 
 
 class Paths(_Strict, kw_only=True, frozen=True):

@@ -20,6 +20,14 @@ class Decrypted:
     signature_valid: bool
 
 
+@dataclass(frozen=True)
+class Verified:
+    valid: bool
+    fingerprint: str | None   # the signing key's (primary) fingerprint when known
+    status: str               # gpg's word for it: "signature valid", "no public key", ...
+    key_id: str
+
+
 class Gpg:
     def __init__(self, home: Path) -> None:
         import gnupg
@@ -76,6 +84,31 @@ class Gpg:
             raise SigningError(f"gpg encryption failed: {result.status}: "
                                f"{_tail(result.stderr)}")
         return bytes(result.data)
+
+    def sign_detached(self, data: bytes, fpr: str) -> bytes:
+        """An armored detached signature of ``data`` by key ``fpr``; a missing, expired or
+        revoked key is a clear ``SigningError`` (never an unsigned result)."""
+        result = self._g.sign(data, keyid=fpr, detach=True, clearsign=False, binary=False)
+        if not result or not getattr(result, "data", None) or result.status != "signature created":
+            raise SigningError(f"gpg could not sign with the office key {fpr} "
+                               f"({getattr(result, 'status', None)}): "
+                               f"{_tail(getattr(result, 'stderr', ''))}",
+                               hint="is the office key present and unexpired? 'gpg --homedir "
+                                    f"{self.home} --list-secret-keys'")
+        return bytes(result.data)
+
+    def verify_detached(self, signature: bytes, data_path: Path) -> Verified:
+        """Check a detached signature of the file at ``data_path`` against this keyring."""
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".asc") as sig:
+            sig.write(signature)
+            sig.flush()
+            result = self._g.verify_file(sig.name, str(data_path))
+        fpr = getattr(result, "pubkey_fingerprint", None) or getattr(result, "fingerprint", None)
+        return Verified(bool(result.valid), str(fpr) if fpr else None,
+                        str(getattr(result, "status", "") or ""),
+                        str(getattr(result, "key_id", "") or ""))
 
     def decrypt(self, data: bytes) -> Decrypted:
         result = self._g.decrypt(data)
