@@ -12,6 +12,16 @@ from typing import Any
 
 from secops.demo.sample import generate
 
+# No scheduled job interferes with a test (backups only on change).
+QUIET_SCHEDULE = """
+[schedule]
+backup_every_minutes = 0
+rescan_every_minutes = 0
+check_daily_at = ""
+retention_daily_at = ""
+drill_weekday = ""
+"""
+
 HEADER = """\
 [office]
 name = "UBND xã Tân Kỳ"

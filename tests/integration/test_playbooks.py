@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from integration.daemon import Daemon, wait_for
-from integration.office import Office, target_toml, tree
+from integration.office import QUIET_SCHEDULE, Office, target_toml, tree
 from integration.servers import SmtpServer
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
@@ -24,14 +24,7 @@ pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "playbooks"
 SHIPPED = sorted(p.stem for p in PLAYBOOKS.glob("*.yaml"))
-TAIL = """
-[schedule]
-backup_every_minutes = 0
-rescan_every_minutes = 0
-check_daily_at = ""
-retention_daily_at = ""
-drill_weekday = ""
-
+TAIL = QUIET_SCHEDULE + """
 [playbooks]
 dir = "{playbooks}"
 max_step_seconds = 300
@@ -296,3 +289,69 @@ def test_the_daemon_fires_playbooks_with_no_one_at_the_keyboard(
     finally:
         d.stop()
     assert "2 playbook(s) loaded" in d.log() and "1 refused" in d.log()
+
+
+@pytest.mark.requires_sshd
+def test_upload_with_a_pinned_host_key_and_an_allow_listed_command(
+        tmp_path: Path, smtp_server: SmtpServer, ssh_server: Any) -> None:
+    folder = tmp_path / "pb"
+    folder.mkdir()
+    (folder / "send.yaml").write_text("""id: send
+version: 1
+name: "Gửi hồ sơ"
+severity: high
+trigger:
+  event: logs.tampered
+steps:
+  - id: report
+    action: report
+    on_success: upload
+  - id: upload
+    action: upload
+    with: {to: cong-an}
+    on_success: mark
+  - id: mark
+    action: command
+    with: {name: mark}
+""", encoding="utf-8")
+    marker = tmp_path / "ran"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+
+    def office_with(fingerprint: str, name: str) -> Office:
+        root = tmp_path / name
+        return Office(root, [target_toml("local", str(root / "repo"))], tail=TAIL.format(
+            playbooks=folder, port=smtp_server.port, drop=root / "drop") + f"""
+[playbooks.commands]
+mark = ["/usr/bin/touch", "{marker}"]
+
+[[playbooks.uploads]]
+name = "cong-an"
+host = "127.0.0.1"
+port = {ssh_server.port}
+user = "root"
+identity = "{ssh_server.client_key_path}"
+host_key_fingerprint = "{fingerprint}"
+remote_dir = "{inbox}"
+""").write()
+
+    good = office_with(ssh_server.host_key_fingerprint, "good")
+    assert good.run("init").code == 0
+    done = good.run("playbook", "test", "send", "--event",
+                    str(event_file(good, "logs-tampered")), "--json")
+    assert done.code == 0, done.err + done.out
+    doc = done.json()
+    sent = inbox / doc["incident"] / "incident.md"
+    assert sent.read_text(encoding="utf-8").startswith(f"# Báo cáo sự cố {doc['incident']}")
+    assert marker.exists()  # the allow-listed command ran (argv, no shell)
+    marker.unlink()
+
+    wrong = office_with("SHA256:" + "A" * 43, "wrong")  # a server that is not the pinned one
+    assert wrong.run("init").code == 0
+    done = wrong.run("playbook", "test", "send", "--event",
+                     str(event_file(wrong, "logs-tampered")), "--json")
+    assert done.code == 3
+    upload = next(s for s in done.json()["steps"] if s["step"] == "upload")
+    assert not upload["ok"] and "not the pinned" in upload["error"]
+    assert not marker.exists()  # the run stopped at the failed upload
+    assert len(list(inbox.iterdir())) == 1  # nothing more was sent

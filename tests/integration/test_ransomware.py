@@ -30,19 +30,12 @@ from integration.benign import (
 )
 from integration.corpus import make_corpus, sha_tree
 from integration.daemon import Daemon, wait_for
-from integration.office import Office, target_toml
+from integration.office import QUIET_SCHEDULE, Office, target_toml
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
 
 RANSIM = Path(__file__).with_name("ransim.py")
-TAIL = """
-[schedule]
-backup_every_minutes = 0
-rescan_every_minutes = 0
-check_daily_at = ""
-retention_daily_at = ""
-drill_weekday = ""
-"""
+TAIL = QUIET_SCHEDULE
 FAST = "debounce_seconds = 1\nmax_delay_seconds = 10"
 RESULTS: dict[str, int] = {}  # variant -> files damaged before containment
 RESULTS_FALLBACK: dict[str, int] = {}

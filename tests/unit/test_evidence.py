@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from minimal_config import MINIMAL_TOML
 
 from secops.config.loader import load_config
 from secops.config.schema import Config
@@ -33,17 +34,7 @@ from secops.playbooks.evidence import (
     verify_custody,
 )
 
-CONFIG = """\
-[office]
-name = "UBND xã Tân Kỳ"
-code = "tan-ky"
-[paths]
-state_dir = "state"
-watch = ["data"]
-[backup]
-[[backup.targets]]
-name = "local"
-repository = "repo"
+CONFIG = MINIMAL_TOML + """\
 [logs]
 seal = ["var/auth.log", "var/absent.log"]
 """

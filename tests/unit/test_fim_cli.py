@@ -7,20 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from minimal_config import MINIMAL_TOML
 
 from secops.cli.main import main
 
-CONFIG = """\
-[office]
-name = "UBND xã Tân Kỳ"
-code = "tan-ky"
-[paths]
-state_dir = "state"
-watch = ["data"]
-[backup]
-[[backup.targets]]
-name = "local"
-repository = "repo"
+CONFIG = MINIMAL_TOML + """\
 [integrity]
 canary_depth = 1
 [[integrity.protect]]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from minimal_config import MINIMAL_TOML
 
 from secops.config.loader import load_config
 from secops.config.schema import Config
@@ -29,17 +30,7 @@ from secops.logs.seal import (
     verify,
 )
 
-CONFIG = """\
-[office]
-name = "UBND xã Tân Kỳ"
-code = "tan-ky"
-[paths]
-state_dir = "state"
-watch = ["data"]
-[backup]
-[[backup.targets]]
-name = "local"
-repository = "repo"
+CONFIG = MINIMAL_TOML + """\
 [logs]
 seal = [{seal}]
 journald = "{journald}"
