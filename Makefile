@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck \
-	libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils
+	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
 TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck pdftoppm
 # reports: WeasyPrint needs Pango; the PDF's Vietnamese needs a font with its glyphs
 LIBS   := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
@@ -18,6 +18,7 @@ deps: ## system programs: through apt when root, else says what is missing
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	for f in $(LIBS); do [ -e $$f ] || missing="$$missing $$f"; done; \
 	ldconfig -p | grep -q 'libpangoft2-1.0.so.0' || missing="$$missing libpangoft2"; \
+	ldconfig -p | grep -q 'libharfbuzz-subset.so.0' || missing="$$missing libharfbuzz-subset"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

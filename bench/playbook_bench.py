@@ -43,18 +43,7 @@ def secops(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False, timeout=300)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=20)
-    args = ap.parse_args()
-    work = ROOT / "bench" / ".work-playbook"
-    if work.exists():
-        subprocess.run(["chattr", "-R", "-i", str(work)], capture_output=True, check=False)
-        shutil.rmtree(work)
-    (work / "playbooks").mkdir(parents=True)
-    shutil.copy(ROOT / "playbooks" / "ransomware-suspected.yaml", work / "playbooks")
-    data = work / "bau-cu"
-    generate(data)
+def write_config(work: Path, data: Path) -> Path:
     cfg = work / "secops.toml"
     cfg.write_text(f"""[office]
 name = "Bench"
@@ -80,6 +69,42 @@ dir = "{work}/playbooks"
 drop_dir = "{work}/drop"
 recipients = {{ office = ["drop"], police = ["drop"] }}
 """, encoding="utf-8")
+    return cfg
+
+
+def one_round(db: StateDB, data: Path, pid: int) -> tuple[float, float]:
+    """Write the event; (seconds until the freeze completed, until the writer stopped)."""
+    time.sleep(0.3)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t0 = time.monotonic()
+    db.add_event(now, "ransomware.suspected", "integrity", "critical", {
+        "score": 5.0, "paths": [str(next(data.rglob("*.csv")))], "first_seen": now,
+        "processes": [{"pid": pid, "stopped": False}]})
+    stopped_at = None
+    while not is_immutable(str(data)):
+        if stopped_at is None and Path(f"/proc/{pid}/stat").read_text().rsplit(
+                ")", 1)[1].split()[0] == "T":
+            stopped_at = time.monotonic() - t0
+        if time.monotonic() - t0 > 30:
+            raise SystemExit("no containment within 30 s")
+        time.sleep(0.001)
+    total = time.monotonic() - t0
+    return total, stopped_at if stopped_at is not None else total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=20)
+    args = ap.parse_args()
+    work = ROOT / "bench" / ".work-playbook"
+    if work.exists():
+        subprocess.run(["chattr", "-R", "-i", str(work)], capture_output=True, check=False)
+        shutil.rmtree(work)
+    (work / "playbooks").mkdir(parents=True)
+    shutil.copy(ROOT / "playbooks" / "ransomware-suspected.yaml", work / "playbooks")
+    data = work / "bau-cu"
+    generate(data)
+    cfg = write_config(work, data)
     assert secops(cfg, "init").returncode == 0
     assert secops(cfg, "backup", "now").returncode == 0
     log = (work / "daemon.log").open("wb")
@@ -95,24 +120,11 @@ recipients = {{ office = ["drop"], police = ["drop"] }}
         db = StateDB(work / "state" / "state.db")
         for r in range(args.rounds):
             victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-            time.sleep(0.3)
-            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            t0 = time.monotonic()
-            db.add_event(now, "ransomware.suspected", "integrity", "critical", {
-                "score": 5.0, "paths": [str(next(data.rglob("*.csv")))], "first_seen": now,
-                "processes": [{"pid": victim.pid, "stopped": False}]})
-            stopped_at = None
-            while not is_immutable(str(data)):
-                if stopped_at is None and Path(f"/proc/{victim.pid}/stat").read_text().rsplit(
-                        ")", 1)[1].split()[0] == "T":
-                    stopped_at = time.monotonic() - t0
-                if time.monotonic() - t0 > 30:
-                    raise SystemExit("no containment within 30 s")
-                time.sleep(0.001)
-            lat.append(time.monotonic() - t0)
-            stop_lat.append(stopped_at if stopped_at is not None else lat[-1])
-            print(f"round {r}: freeze complete {lat[-1] * 1000:.0f} ms, writer stopped "
-                  f"{stop_lat[-1] * 1000:.0f} ms", flush=True)
+            total, stopped = one_round(db, data, victim.pid)
+            lat.append(total)
+            stop_lat.append(stopped)
+            print(f"round {r}: freeze complete {total * 1000:.0f} ms, writer stopped "
+                  f"{stopped * 1000:.0f} ms", flush=True)
             time.sleep(1.0)  # let the rest of the playbook start (pin, evidence, ...)
             out = secops(cfg, "unfreeze", "--kill")
             assert out.returncode == 0, out.stderr
@@ -125,11 +137,12 @@ recipients = {{ office = ["drop"], police = ["drop"] }}
         daemon.wait(30)
         subprocess.run(["chattr", "-R", "-i", str(data)], capture_output=True, check=False)
     lat.sort()
-    res = {"rounds": len(lat), "median_ms": round(statistics.median(lat) * 1000),
+    res: dict[str, int] = {
+           "rounds": len(lat), "median_ms": round(statistics.median(lat) * 1000),
            "p95_ms": round(lat[int(0.95 * (len(lat) - 1))] * 1000),
            "max_ms": round(lat[-1] * 1000),
            "writer_stopped_median_ms": round(statistics.median(stop_lat) * 1000),
-           "cpus": os.cpu_count()}
+           "cpus": os.cpu_count() or 0}
     (work / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
     ok = res["max_ms"] <= BAR_S * 1000

@@ -35,11 +35,12 @@ def _register() -> None:
         keys_cmd,
         logs_cmd,
         playbook_cmd,
+        report_cmd,
         restore_cmd,
     )
 
     for module in (audit_cmd, backup_cmd, config_cmd, daemon_cmd, demo_cmd, fim_cmd, init_cmd,
-                   keys_cmd, logs_cmd, playbook_cmd, restore_cmd):
+                   keys_cmd, logs_cmd, playbook_cmd, report_cmd, restore_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -89,6 +89,9 @@ class Schedule(_Strict, kw_only=True, frozen=True):
     retention_daily_at: ClockOrOff = "04:00"
     drill_weekday: Weekday | Literal[""] = "sunday"
     drill_at: Clock = "03:00"
+    # The weekly report to the commune People's Committee (the plan: every Monday).
+    weekly_report_weekday: Weekday | Literal[""] = "monday"
+    weekly_report_at: Clock = "07:00"
 
 
 class Daemon(_Strict, kw_only=True, frozen=True):

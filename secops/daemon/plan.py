@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from secops.clock import Clock
@@ -77,8 +78,39 @@ def scheduled_work(cfg: Config, kind: str, clock: Clock) -> Callable[[], Any]:
 
         return run_periodic(cfg)
 
+    def weekly_report() -> Any:
+        from secops.reports.weekly import run_weekly
+
+        return run_weekly(cfg, clock)
+
     return {"check": check, "retention": retention, "drill": drill,
-            "audit_verify": audit_verify, "logs_seal": logs_seal}[kind]
+            "audit_verify": audit_verify, "logs_seal": logs_seal,
+            "weekly_report": weekly_report}[kind]
+
+
+def weekly_report_due(cfg: Config, now: datetime) -> str | None:
+    """The ISO week whose report is due at ``now`` (aware), once this week's report time
+    (``[schedule] weekly_report_weekday/_at``, server local time) has passed: the last
+    complete week. None when the report is off or this week's time has not come yet.
+
+    Driven by the daemon's own clock, so a Monday missed while the daemon was down is caught
+    up at start, and a test can inject the clock.
+    """
+    sc = cfg.schedule
+    if not sc.weekly_report_weekday:
+        return None
+    local = now.astimezone()
+    days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    hh, mm = (int(x) for x in sc.weekly_report_at.split(":"))
+    week_start = (local - timedelta(days=local.weekday())).replace(
+        hour=0, minute=0, second=0, microsecond=0)
+    due_at = week_start + timedelta(days=days.index(sc.weekly_report_weekday), hours=hh,
+                                    minutes=mm)
+    if local < due_at:
+        return None
+    last = week_start - timedelta(days=1)  # a day of the last complete week
+    year, week, _ = last.isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 def verify_own_audit_log(cfg: Config) -> dict[str, Any]:

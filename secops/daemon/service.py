@@ -68,6 +68,7 @@ class Service:
         self.next_outbox = 0.0
         self.outbox_busy = threading.Event()
         self.audit_alerted: tuple[Any, Any] | None = None
+        self.weekly_submitted: str | None = None
         self.fim_state: FimState | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -109,6 +110,7 @@ class Service:
                 self._drain(timeout=self._wait_time())
                 self._dispatch_events()
                 self._deliver_outbox(now)
+                self._maybe_weekly_report()
                 self._collect()
                 self._maybe_backup()
                 self._retry_failing()
@@ -134,6 +136,23 @@ class Service:
         self.dispatcher = Dispatcher(self.cfg, self.log)
         for problem in self.dispatcher.problems:
             self._alert("playbook.invalid", "high", {"problem": problem})
+
+    def _maybe_weekly_report(self) -> None:
+        """Every Monday morning (by the daemon's clock): the report of the week that ended."""
+        from secops.daemon.plan import weekly_report_due
+
+        week = weekly_report_due(self.cfg, self.clock.now())
+        if week is None or week == self.weekly_submitted:
+            return
+        self.weekly_submitted = week
+        cfg, clock = self.cfg, self.clock
+
+        def work() -> Any:
+            from secops.reports.weekly import run_weekly
+
+            return run_weekly(cfg, clock, week=week)
+
+        self.worker.submit(Job("weekly_report", work, {"week": week}))
 
     def _playbook_handles(self, kind: str) -> bool:
         from secops.playbooks.dispatch import matches
@@ -509,6 +528,10 @@ class Service:
         if kind == "logs_seal":
             self.log("INFO" if getattr(result, "ok", True) else "ERROR",
                      f"logs sealed and verified: {result}")
+            return
+        if kind == "weekly_report" and isinstance(result, dict):
+            if result.get("created"):
+                self.log("INFO", f"weekly report {result.get('week')}: {result.get('pdf')}")
             return
         if kind in ("check", "drill") and isinstance(result, dict):
             bad = {name: outcome for name, outcome in result.items() if outcome != "ok"}

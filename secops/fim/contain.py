@@ -119,17 +119,29 @@ def freeze(cfg: Any, state: Any, pids: Sequence[int], reason: str) -> dict[str, 
     folders) and make the trees immutable; join an active freeze instead of starting a
     second one. ``state`` is a ``FimState``."""
     processes = stop_processes(list(pids) or writers_under(cfg.paths.watch))
-    active = state.active_freeze()
-    if active is not None:
-        state.add_processes(active.id, processes)
-        return {"freeze_id": active.id, "already": True, "processes": processes,
-                "paths_frozen": active.paths}
-    freeze_id = state.record_freeze(reason, processes)
-    result = freeze_trees(cfg.paths.watch)
-    state.add_frozen_paths(freeze_id, result.paths)
+    with _freeze_lock(cfg.paths.state_dir):  # the daemon and a CLI run: one freeze, not two
+        active = state.active_freeze()
+        if active is not None:
+            state.add_processes(active.id, processes)
+            return {"freeze_id": active.id, "already": True, "processes": processes,
+                    "paths_frozen": active.paths}
+        freeze_id = state.record_freeze(reason, processes)
+        result = freeze_trees(cfg.paths.watch)
+        state.add_frozen_paths(freeze_id, result.paths)
     return {"freeze_id": freeze_id, "already": False, "processes": processes,
             "paths_frozen": len(result.paths), "unsupported": result.unsupported,
             "failed": result.failed[:20], "paths": list(cfg.paths.watch)}
+
+
+@contextlib.contextmanager
+def _freeze_lock(state_dir: str) -> Any:
+    fd = os.open(os.path.join(state_dir, "freeze.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def unfreeze(state: Any, how: str | None) -> dict[str, Any]:

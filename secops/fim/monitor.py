@@ -508,21 +508,21 @@ class Monitor:
                         "ransomware": True})  # the ransomware.suspected alarm follows
         self.log("ERROR", f"ransomware.suspected score={verdict.score} files={len(paths)} "
                  f"pids={verdict.pids}")
+        if self.cfg.integrity.contain:  # contain first: the event fires the playbooks,
+            stopped = self._freeze(verdict)  # whose freeze then joins this one
+            details["processes"] = stopped or details["processes"]
         self.alert("ransomware.suspected", "critical", details)
-        if self.cfg.integrity.contain:
-            self._freeze(verdict, details["processes"])
 
-    def _freeze(self, verdict: Verdict, processes: list[dict[str, Any]]) -> None:
-        already = [p for p in processes if p.get("stopped")]
-        result = contain.freeze(self.cfg, self.state, [] if already else verdict.pids,
+    def _freeze(self, verdict: Verdict) -> list[dict[str, Any]]:
+        """Contain now; the processes it stopped (for the alarm's evidence)."""
+        # the writers the fanotify thread stopped are stopped again (a no-op) and recorded;
+        # without any writer pid (inotify only), whoever writes under the folders is stopped
+        result = contain.freeze(self.cfg, self.state, verdict.pids,
                                 f"ransomware.suspected score {verdict.score}")
-        if already:
-            self.state.add_processes(result["freeze_id"], already)
-        result["processes"] = already + result["processes"]
         self.stopped_pids.update(p["pid"] for p in result["processes"] if p.get("stopped"))
         self.freeze_id = result["freeze_id"]
         if result["already"]:
-            return
+            return list(result["processes"])
         self.log("ERROR", f"integrity.frozen: freeze {self.freeze_id}: "
                  f"{result['paths_frozen']} paths immutable, {len(result['processes'])} "
                  "process(es) stopped; undo with 'secops unfreeze' after review")
@@ -530,6 +530,7 @@ class Monitor:
         t = threading.Thread(target=self._pin, args=(verdict.first_time, self.freeze_id),
                              name="secops-pin", daemon=True)
         t.start()
+        return list(result["processes"])
 
     def _pin(self, before: float, freeze_id: int) -> None:
         finished = contain.finished_before(self.cfg, before)

@@ -36,6 +36,7 @@ backup_every_minutes = 0
 check_daily_at = ""
 retention_daily_at = ""
 drill_weekday = ""
+weekly_report_weekday = ""
 """
 
 
