@@ -363,8 +363,25 @@ class _Lab:
         _say(f"[green]{_n(restored + decoys, 'file')} restored, all verified[/] "
              f"({restored} from the snapshot, {_n(decoys, 'decoy')} put back): "
              f"{len(before)} files as they were before the attack")
-        _say(f"daemon log: {self.log_path}; the incident report comes with the playbooks")
+        _say(f"daemon log: {self.log_path}")
+        self._incident_report()
         return True
+
+    def _incident_report(self) -> None:
+        """The playbook's incident, and its signed evidence bundle for the police."""
+        ok, listed = _cli(self.cfg, "incident", "list", "--json")
+        if not ok or not listed:
+            _say("[yellow]no incident was opened[/] (no playbook matched)")
+            return
+        inc = listed[0]
+        _say(f"incident {inc['id']} ({inc['playbook']}): {inc['state']}; "
+             f"secops incident show {inc['id']}")
+        ok, doc = _cli(self.cfg, "report", "incident", inc["id"], "--json")
+        if ok:
+            _say(f"signed evidence bundle for the police: {doc['bundle']} "
+                 f"(check: secops bundle verify {doc['bundle']})")
+        else:
+            _say(f"[red]the incident report failed[/]: {doc}")
 
     # -- the child processes -----------------------------------------------------------------
 
