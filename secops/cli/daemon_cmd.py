@@ -110,9 +110,37 @@ def status(app: AppContext, as_json: bool) -> int:
         state = {True: "[green]ok[/]", False: "[red]FAILING[/]", None: "never"}[t["last_ok"]]
         con.print(f"  {name:<12} {state}  last backup: {t['last_snapshot_time'] or '-'}"
                   + (f"  error: {t['last_error']}" if t["last_error"] else ""))
-    for a in doc["alerts"]:
-        con.print(f"  alert {a['time']} {a['kind']} {a['details']}")
+    for a in doc["alerts"][:10]:
+        con.print(f"  {_local(a['time'])}  {a['kind']:<30} {_gist(a)}", markup=False,
+                  highlight=False)
+    if doc["alerts"]:
+        con.print("  (all details: secops status --json)")
     return 0
+
+
+def _local(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().strftime(
+            "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def _gist(alert: dict[str, Any]) -> str:
+    """One readable line of an alert's details (the JSON keeps everything)."""
+    d = alert.get("details") or {}
+    parts = []
+    if alert.get("score") is not None:
+        parts.append(f"score {alert['score']}")
+    for key in ("target", "incident", "freeze_id", "first_bad_seq", "problem", "error",
+                "reason"):
+        if d.get(key) not in (None, "", []):
+            parts.append(f"{key.replace('_', ' ')} {d[key]}")
+    paths = alert.get("paths") or []
+    if paths:
+        parts.append(f"{paths[0]}" + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""))
+    text = "; ".join(str(p) for p in parts)
+    return text if len(text) <= 110 else text[:107] + "..."
 
 
 COMMANDS = [run, status]
