@@ -675,9 +675,15 @@ def rpo_scenario(workdir: Path, samples: int, pause: float) -> dict[str, Any]:
 def _rpo_sample(d: Daemon, office: Office, rng: random.Random, i: int) -> RpoSample:
     assert d.tail is not None and d.children is not None
     folders = sorted(p for p in office.tree.glob("*/*") if p.is_dir())
-    path = folders[rng.randrange(len(folders))] / f"rpo-{i:03d}.bin"
+    # A voter-list-like CSV: what an office writes. (Random bytes under an unknown
+    # extension, once a second, is what ransomware writes: the integrity monitor would
+    # rightly contain the benchmark.)
+    path = folders[rng.randrange(len(folders))] / f"rpo-{i:03d}.csv"
     size = rng.randint(10 * 1024, 200 * 1024)
-    data = rng.randbytes(size)
+    rows = [f"{n},Nguyen Van {rng.randrange(10**6):06d},{rng.randrange(1, 29):02d}/"
+            f"{rng.randrange(1, 13):02d}/19{rng.randrange(40, 99)},Thon {n % 7}\n"
+            for n in range(size // 40 + 1)]
+    data = "".join(rows).encode()[:size]
     index = d.tail.count()
     with open(path, "wb") as f:
         f.write(data)

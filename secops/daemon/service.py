@@ -100,10 +100,10 @@ class Service:
                 if now >= next_ping:
                     self._heartbeat()
                     self._check_roots()
+                    next_ping = now + min(ping, 10.0)
                 if now >= next_tick:
                     self._tick_monitor()
                     next_tick = now + 1.0
-                    next_ping = now + min(ping, 10.0)
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     self._reload()

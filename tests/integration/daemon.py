@@ -27,14 +27,16 @@ class Daemon:
 
     started: list[Daemon] = []  # noqa: RUF012 - a registry shared by design
 
-    def __init__(self, office: Office, *extra: str) -> None:
+    def __init__(self, office: Office, *extra: str, env: dict[str, str] | None = None) -> None:
         self.office = office
         self.extra = extra
+        self.extra_env = env or {}
         self.log_path = office.root / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
-        env = {"PATH": os.environ["PATH"], "HOME": str(self.office.root), "LANG": "C.UTF-8"}
+        env = {"PATH": os.environ["PATH"], "HOME": str(self.office.root), "LANG": "C.UTF-8",
+               **self.extra_env}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "secops", "--config", str(self.office.config), "run",

@@ -165,3 +165,35 @@ def test_missing_watched_folder_at_start_exit_2(tmp_path: Path) -> None:
     done = o.run("run", timeout=60)
     assert done.code == 2
     assert f"paths.watch[0]: {o.data} does not exist" in done.err
+
+
+def test_the_loop_keeps_pinging_the_systemd_watchdog(office: Office, tmp_path: Path) -> None:
+    """systemd kills a Type=notify service whose WATCHDOG=1 pings stop: they must keep
+    coming at half the WatchdogSec period, for as long as the daemon runs."""
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.5)
+    # WatchdogSec=4 s: a ping every 2 s, longer than the loop's other 1 s tick
+    d = Daemon(office, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "4000000"})
+    try:
+        d.start()
+        pings: list[float] = []
+        deadline = time.monotonic() + 9
+        while time.monotonic() < deadline:
+            try:
+                msg = sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            if "WATCHDOG=1" in msg.split("\n"):
+                pings.append(time.monotonic())
+        # one ping every 2 s, all along the 9 s
+        assert len(pings) >= 4, pings
+        assert max(b - a for a, b in zip(pings, pings[1:], strict=False)) < 3.0
+        beat = office.run("status", "--json").json()["daemon"]
+        assert beat == "running"
+    finally:
+        d.stop()
+        sock.close()
