@@ -3,6 +3,7 @@ outages, SIGTERM and SIGHUP."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -191,7 +192,7 @@ def test_the_loop_keeps_pinging_the_systemd_watchdog(office: Office, tmp_path: P
                 pings.append(time.monotonic())
         # one ping every 2 s, all along the 9 s
         assert len(pings) >= 4, pings
-        assert max(b - a for a, b in zip(pings, pings[1:], strict=False)) < 3.0
+        assert max(b - a for a, b in itertools.pairwise(pings)) < 3.0
         beat = office.run("status", "--json").json()["daemon"]
         assert beat == "running"
     finally:
