@@ -32,6 +32,11 @@ def iso_utc(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_epoch(ts: float) -> str:
+    """``iso_utc`` of epoch seconds (what ``time.time()`` and state.db hold)."""
+    return iso_utc(datetime.fromtimestamp(ts, UTC))
+
+
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 

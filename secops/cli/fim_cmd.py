@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 import os
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,10 @@ import click
 
 from secops.cli.context import AppContext
 from secops.cli.render import console, emit_json, human_bytes
+from secops.clock import iso_epoch
 from secops.errors import UsageError
 
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_iso = iso_epoch
 
 
 def _who() -> str:

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from secops.clock import iso_epoch
 from secops.config.schema import Config
 from secops.fim import contain
 from secops.fim.baseline import Baseline, Record
@@ -555,7 +556,4 @@ def _measure_quietly(path: str) -> Record | None:
         return None
 
 
-def _iso(ts: float) -> str:
-    from datetime import UTC
-
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_iso = iso_epoch

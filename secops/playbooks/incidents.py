@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from secops.clock import iso_epoch
 from secops.errors import UsageError
 from secops.playbooks.model import STATES
 
@@ -47,9 +48,7 @@ CREATE TABLE IF NOT EXISTS trigger_hits (playbook TEXT NOT NULL, time REAL NOT N
 
 
 def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if ts is None else iso_epoch(ts)
 
 
 @dataclass(frozen=True)

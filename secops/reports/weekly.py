@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from secops.clock import Clock, iso_utc
+from secops.clock import Clock, iso_epoch, iso_utc
 from secops.config.schema import Config
 from secops.errors import SecopsError, SigningError, UsageError
 from secops.layout import StateDir
@@ -176,7 +176,7 @@ def _epoch(iso: str) -> float:
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else iso_utc(datetime.fromtimestamp(ts, UTC))
+    return None if ts is None else iso_epoch(ts)
 
 
 def _audit_records(state: StateDir, kinds: tuple[str, ...], span: tuple[float, float]
