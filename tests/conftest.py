@@ -16,6 +16,9 @@ import pytest
 
 from integration.servers import find_binary
 
+# the session-scoped real servers, shared by tests/integration and tests/adversarial
+pytest_plugins = ("integration.fixtures",)
+
 MARKER_BINARIES = {
     "requires_restic": "restic",
     "requires_rclone": "rclone",

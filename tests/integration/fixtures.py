@@ -1,4 +1,5 @@
-"""Session-scoped real servers (see servers.py), each stopped at session end.
+"""Session-scoped real servers (see servers.py), each stopped at session end; a pytest plugin
+loaded by tests/conftest.py, so tests/integration and tests/adversarial share one of each.
 
 A fixture whose binary is missing skips its tests (fails them when CI=true).
 Servers are shared by the whole session: use a fresh repository name per test,
@@ -15,7 +16,7 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
-from .servers import GpgHome, RestServer, S3Server, Server, SmtpServer, SshServer
+from integration.servers import GpgHome, RestServer, S3Server, Server, SmtpServer, SshServer
 
 ServerT = TypeVar("ServerT", bound=Server)
 RequireBinary = Callable[[str], str]
