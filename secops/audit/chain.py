@@ -12,8 +12,9 @@ A record is one line of canonical JSON, fields in this order::
   whoever steals today's key cannot compute yesterday's (Schneier-Kelsey). Only ``K_0``, kept
   in key escrow and off the server, lets a verifier recompute every key; a record re-MACed
   with a later key fails (journald's CVE-2023-31439 class).
-- Checkpoints (seq, head hash, time) signed with the office Ed25519 key, and the off-site
-  copies of them, catch tail truncation and rollback, which a chain alone cannot.
+- Checkpoints (seq, head hash) signed in a forward-secure key chain (``checkpoints.py``), and
+  the off-site copies of them, catch tail truncation, rollback and re-chaining, which a chain
+  alone cannot, without the escrowed key.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from typing import Any
 
 import msgspec
 
+from secops.pathtext import encode_tree
+
 GENESIS_PREV = "0" * 64
+MAX_RECORD = 4 << 20    # a record is a few KiB; nesting or size beyond this is an attack
 EVOLVE = b"secops-audit-evolve"
 KEY_ID = b"secops-audit-key-id"
 _MAC_SEP = b',"mac":"'
@@ -55,9 +59,12 @@ def line_hash(line: bytes) -> str:
 
 def encode(seq: int, time: str, prev: str, *, kind: str, actor: str, data: dict[str, Any],
            key: bytes) -> bytes:
-    """One record line (without the newline)."""
-    body = json.dumps({"seq": seq, "time": time, "prev": prev, "kind": kind, "actor": actor,
-                       "data": data}, ensure_ascii=False, separators=(",", ":"),
+    """One record line (without the newline). Ordinary text is written as it is; a string
+    that is not UTF-8 (a file name, :mod:`secops.pathtext`) as ``b64:...``, so the line is
+    UTF-8 JSON the verifier's decoder accepts."""
+    body = json.dumps({"seq": seq, "time": time, "prev": prev, "kind": kind,
+                       "actor": encode_tree(actor), "data": encode_tree(data)},
+                      ensure_ascii=False, separators=(",", ":"),
                       allow_nan=False).encode("utf-8")
     mac = hmac.digest(key, body, "sha256").hex()
     return body[:-1] + _MAC_SEP + mac.encode("ascii") + b'"}'
@@ -109,6 +116,8 @@ class Verifier:
         st = self.state
         seq = st.next_seq
         try:
+            if len(line) > MAX_RECORD:
+                raise ValueError(f"longer than {MAX_RECORD >> 20} MiB")
             rec = _decode(line)
             if not isinstance(rec, dict) or list(rec) != ["seq", "time", "prev", "kind",
                                                           "actor", "data", "mac"]:
@@ -116,7 +125,7 @@ class Verifier:
             got_seq = rec["seq"]
             if not isinstance(got_seq, int) or isinstance(got_seq, bool):
                 raise ValueError("seq is not a number")
-        except (ValueError, UnicodeDecodeError, msgspec.DecodeError) as e:
+        except (ValueError, UnicodeDecodeError, msgspec.DecodeError, RecursionError) as e:
             return self._fail(seq, "malformed", f"record {seq} is not a valid audit record: {e}")
         if got_seq != seq:
             what = "a record is missing" if got_seq > seq else \
@@ -146,8 +155,3 @@ class Verifier:
     def _fail(self, seq: int, kind: str, detail: str) -> bool:
         self.problem = Problem(seq, kind, detail)
         return False
-
-
-def checkpoint_message(office: str, seq: int, head: str, time: str) -> bytes:
-    return json.dumps({"log": office, "seq": seq, "head": head, "time": time},
-                      separators=(",", ":"), sort_keys=True).encode("utf-8")

@@ -7,13 +7,17 @@ forward; a key *ahead* of the log means records vanished (truncation), and the n
 says so in the log itself rather than quietly reusing their numbers (journald's
 CVE-2023-31438 class).
 
+Checkpoints (``checkpoints.py``) are signed with one-time keys: ``keys/audit-checkpoint.state``
+holds the key of the next checkpoint only. Making checkpoint ``n``: generate key ``n + 1`` and
+note it as pending in the state file, append the line (fsync), then replace the state file with
+key ``n + 1`` alone; a crash between the two is reconciled from the last line's ``next_key``.
+
 Rotation renames ``audit.jsonl`` to ``audit-<first>-<last>.jsonl`` and starts afresh; the
 chain continues across files.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import json
@@ -63,20 +67,126 @@ def initial_key_path(state_dir: Path) -> Path:
     return StateDir(state_dir).keys / "audit-mac.initial"
 
 
+def checkpoint_key_path(state_dir: Path) -> Path:
+    return StateDir(state_dir).keys / "audit-checkpoint.state"
+
+
+def audit_root_path(state_dir: Path) -> Path:
+    """The public half of checkpoint key 0, exported for verifiers to pin."""
+    return StateDir(state_dir).keys / "audit-root.pub"
+
+
 def ensure_keys(state_dir: Path) -> bool:
-    """Create K_0 (kept until it is in key escrow) and the evolving key; True if created."""
+    """Create K_0 (kept until it is in key escrow), the evolving MAC key, and the root of the
+    checkpoint key chain; True if anything was created."""
+    created = False
     state = key_state_path(state_dir)
-    if state.exists():
+    if not state.exists():
+        ensure_private_dir(state.parent)
+        k0 = os.urandom(32)
+        atomic_write(initial_key_path(state_dir), k0.hex().encode() + b"\n", 0o600)
+        _write_key_state(state, 0, k0)
+        created = True
+    cp_state = checkpoint_key_path(state_dir)
+    _, checkpoints, _ = audit_paths(state_dir)
+    if not cp_state.exists() and not _has_lines(checkpoints):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from secops.keys.store import public_pem
+
+        root = Ed25519PrivateKey.generate()
+        _write_checkpoint_state(cp_state, 0, root)
+        atomic_write(audit_root_path(state_dir), public_pem(root), 0o644)
+        created = True
+    return created
+
+
+def _has_lines(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
         return False
-    ensure_private_dir(state.parent)
-    k0 = os.urandom(32)
-    atomic_write(initial_key_path(state_dir), k0.hex().encode() + b"\n", 0o600)
-    _write_key_state(state, 0, k0)
-    return True
+
+
+def _private_raw(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    raw: bytes = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                   serialization.NoEncryption())
+    return raw
+
+
+def _write_checkpoint_state(path: Path, n: int, key: Any, pending: Any = None) -> None:
+    doc: dict[str, Any] = {"n": n, "key": _private_raw(key).hex()}
+    if pending is not None:
+        doc["pending"] = _private_raw(pending).hex()
+    overwrite_key_file(path, json.dumps(doc).encode())
+
+
+def read_checkpoint_state(path: Path) -> tuple[int, Any, Any]:
+    """(n, key of checkpoint n, pending key n+1 or None); IntegrityError when unusable."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        doc = json.loads(path.read_text(encoding="ascii"))
+        n = int(doc["n"])
+        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(doc["key"]))
+        pending = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(doc["pending"])) \
+            if doc.get("pending") else None
+    except FileNotFoundError:
+        raise IntegrityError(f"{path} does not exist: the key of the next audit checkpoint "
+                             "is gone, so no checkpoint can be signed",
+                             hint="if this was not an attack, see docs/threat-model.md "
+                                  "(audit log): the chain cannot be continued") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise IntegrityError(f"{path}: the audit checkpoint key state is unreadable") from None
+    return n, key, pending
+
+
+def last_checkpoint_line(path: Path) -> bytes | None:
+    """The last complete line of checkpoints.jsonl (None when there is none)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size == 0:
+        return None
+    with path.open("rb") as f:
+        back = min(size, 1 << 16)
+        f.seek(size - back)
+        tail = f.read(back)
+    lines = [x for x in tail.split(b"\n") if x]
+    if not tail.endswith(b"\n") and lines:
+        lines.pop()  # cut by a crash: not a checkpoint
+    return lines[-1] if lines else None
 
 
 def _write_key_state(path: Path, next_seq: int, key: bytes) -> None:
-    atomic_write(path, json.dumps({"next_seq": next_seq, "key": key.hex()}).encode(), 0o600)
+    overwrite_key_file(path, json.dumps({"next_seq": next_seq, "key": key.hex()}).encode())
+
+
+KEY_RECORD = 512  # one sector: a key file is rewritten whole, in place, in one write
+
+
+def overwrite_key_file(path: Path, doc: bytes) -> None:
+    """Replace a key file's content *in place*: the same inode and the same disk blocks, one
+    fixed-size write (within a sector, so not torn), then fdatasync. A rename of a new file
+    over the old one (``atomic_write``) would leave the old key in freed blocks, where a
+    thief of the disk, or root with the raw device, can read it back and re-sign the past.
+    (Copy-on-write filesystems, SSD wear levelling and VM snapshots can still keep old
+    blocks: docs/threat-model.md.)"""
+    if len(doc) + 1 > KEY_RECORD:
+        raise ValueError("key record too long")
+    record = doc + b"\n" + b" " * (KEY_RECORD - len(doc) - 1)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        if os.pwrite(fd, record, 0) != KEY_RECORD:
+            raise OSError(f"{path}: short write of the key record")
+        os.ftruncate(fd, KEY_RECORD)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_key_state(path: Path) -> tuple[int, bytes]:
@@ -193,31 +303,55 @@ class AuditLog:
         return read_head(self.folder)[0]
 
     def checkpoint(self) -> dict[str, Any]:
-        """Sign (seq, head hash, time) with the office key into checkpoints.jsonl now."""
+        """Sign (seq, head hash, time) into checkpoints.jsonl now, with the next one-time key."""
         with self._locked():
             head, _ = read_head(self.folder)
-            return self._checkpoint(head)
+            doc = self._checkpoint(head)
+        if doc["out_of_step"]:
+            self.record("audit.tampered", "secops", {
+                "problem": "checkpoint", "checkpoint": doc["n"],
+                "detail": "checkpoints.jsonl does not end with the checkpoint before this "
+                          "one: checkpoints were removed, or the key state was replaced; the "
+                          "chain stays broken at this point"})
+        return doc
 
     def _checkpoint(self, head: Head) -> dict[str, Any]:
-        from secops.keys.signature import public_key_id
-        from secops.keys.store import load_office_key
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        key = load_office_key(StateDir(self.state_dir).ed25519_key)
+        from secops.audit import checkpoints as cps
+
+        state_path = checkpoint_key_path(self.state_dir)
+        n, key, pending = read_checkpoint_state(state_path)
+        last_raw = last_checkpoint_line(self.checkpoints_path)
+        last = _parse_quietly(last_raw)
+        if pending is not None and last is not None and last.n == n and \
+                last.next_key == cps.b64(cps.raw_public(pending)):
+            # crashed after the line was written, before the state moved on
+            n, key = n + 1, pending
+            _write_checkpoint_state(state_path, n, key)
+        nxt = Ed25519PrivateKey.generate()
+        _write_checkpoint_state(state_path, n, key, pending=nxt)
         now = iso_utc_now()
-        msg = chain.checkpoint_message(self.office, head.seq, head.hash, now)
-        doc = {"seq": head.seq, "head": head.hash, "time": now, "log": self.office,
-               "key_id": public_key_id(key.public_key()),
-               "sig": base64.b64encode(key.sign(msg)).decode("ascii")}
-        data = (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+        office_key = None
+        if n == 0:
+            from secops.keys.store import load_office_key
+
+            office_key = load_office_key(StateDir(self.state_dir).ed25519_key)
+        line = cps.encode(n=n, seq=head.seq, head=head.hash, time=now, log=self.office,
+                          prev=cps.line_hash(last_raw) if last_raw else cps.ZERO,
+                          signer=key, next_key=nxt, office_key=office_key)
         fd = os.open(self.checkpoints_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT |
                      os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, data)
+            os.write(fd, line + b"\n")
             os.fsync(fd)
         finally:
             os.close(fd)
+        _write_checkpoint_state(state_path, n + 1, nxt)  # key n is gone from here on
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        doc: dict[str, Any] = json.loads(line)
+        doc["out_of_step"] = (last is None and n > 0) or (last is not None and last.n != n - 1)
         return doc
 
     def _write_lines(self, lines: list[bytes]) -> None:
@@ -250,6 +384,17 @@ class AuditLog:
         target = self.folder / f"audit-{first:010d}-{head.seq:010d}.jsonl"
         os.replace(self.path, target)
         self.path.touch(mode=0o600)
+
+
+def _parse_quietly(raw: bytes | None) -> Any:
+    from secops.audit import checkpoints as cps
+
+    if raw is None:
+        return None
+    try:
+        return cps.parse(raw, 0)
+    except ValueError:
+        return None
 
 
 def iso_utc_now() -> str:

@@ -94,11 +94,12 @@ def recover(app: AppContext, escrow_file: Path, gnupghome: Path | None, force: b
 
 @keys_group.command("export-public")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to write office-gpg.asc and office-ed25519.pub into.")
+              help="Folder to write office-gpg.asc, office-ed25519.pub and audit-root.pub into.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def export_public(app: AppContext, out: Path | None, as_json: bool) -> int:
-    """The office's public keys (GPG, Ed25519) for the police and custodians."""
+    """The office's public keys (GPG, Ed25519, the audit checkpoint root) for the police
+    and custodians: hand them over in person and keep them."""
     from secops.errors import SigningError
     from secops.keys.gpg import Gpg
     from secops.layout import StateDir
@@ -108,19 +109,33 @@ def export_public(app: AppContext, out: Path | None, as_json: bool) -> int:
     fprs = gpg.secret_fingerprints()
     if not fprs or not state.ed25519_pub.exists():
         raise SigningError("the office keys do not exist yet", hint="run 'secops init'")
+    from secops.audit.log import audit_root_path
+    from secops.keys.signature import load_public_key, public_key_id
+
     armored = gpg.export_public(fprs[0])
     ed = state.ed25519_pub.read_text(encoding="ascii")
-    doc = {"gpg_fingerprint": fprs[0], "gpg_public_key": armored, "ed25519_public_pem": ed}
-    app.audit("keys.exported", {"gpg_fingerprint": fprs[0], "out": str(out) if out else None})
+    root_file = audit_root_path(state.root)
+    root = root_file.read_text(encoding="ascii") if root_file.exists() else None
+    root_id = public_key_id(load_public_key(root_file)) if root is not None else None
+    doc = {"gpg_fingerprint": fprs[0], "gpg_public_key": armored, "ed25519_public_pem": ed,
+           "ed25519_key_id": public_key_id(load_public_key(state.ed25519_pub)),
+           "audit_root_pem": root, "audit_root_id": root_id}
+    app.audit("keys.exported", {"gpg_fingerprint": fprs[0], "audit_root_id": root_id,
+                                "out": str(out) if out else None})
     if out is not None:
         from secops.files import atomic_write
 
         atomic_write(out / "office-gpg.asc", armored.encode("ascii"), 0o644)
         atomic_write(out / "office-ed25519.pub", ed.encode("ascii"), 0o644)
+        if root is not None:
+            atomic_write(out / "audit-root.pub", root.encode("ascii"), 0o644)
     if as_json:
         emit_json(doc)
     else:
-        click.echo(f"GPG fingerprint: {fprs[0]}\n\n{armored}\nEd25519 public key:\n{ed}")
+        click.echo(f"GPG fingerprint: {fprs[0]}\n\n{armored}\nEd25519 public key "
+                   f"{doc['ed25519_key_id']}:\n{ed}")
+        if root is not None:
+            click.echo(f"Audit checkpoint root {root_id} (audit-root.pub):\n{root}")
     return 0
 
 

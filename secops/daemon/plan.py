@@ -114,10 +114,11 @@ def weekly_report_due(cfg: Config, now: datetime) -> str | None:
 
 
 def verify_own_audit_log(cfg: Config) -> dict[str, Any]:
-    """The daemon's periodic check: chain and signed checkpoints (no MAC key here)."""
+    """The daemon's periodic check: chain, checkpoint chain and key state (no MAC key)."""
     from pathlib import Path
 
-    from secops.audit.verify import verify
+    from secops.audit.log import audit_root_path
+    from secops.audit.verify import check_key_state, verify
     from secops.keys.signature import load_public_key
     from secops.layout import StateDir
 
@@ -125,4 +126,8 @@ def verify_own_audit_log(cfg: Config) -> dict[str, Any]:
     if not (state.audit / "audit.jsonl").exists():
         return {"ok": True, "records": 0, "skipped": "no audit log yet"}
     pub = load_public_key(state.ed25519_pub) if state.ed25519_pub.exists() else None
-    return verify(state.audit, public_key=pub).as_json()
+    root = audit_root_path(state.root)
+    report = verify(state.audit, public_key=pub,
+                    roots=[load_public_key(root)] if root.exists() else [])
+    check_key_state(report, state.root)
+    return report.as_json()

@@ -49,7 +49,16 @@ def build_payload(cfg: Config, gpg: Gpg, clock: Clock) -> dict[str, Any]:
         # K_0 of the audit log: with it the custodians (and the police) check every MAC;
         # the server deletes its copy once it is in escrow (forward security).
         "audit_initial_key": _audit_initial_key(state),
+        # the checkpoint chain's root, for the custodians to pin (audit verify --audit-root)
+        "audit_root_pem": _audit_root(state),
     }
+
+
+def _audit_root(state: StateDir) -> str | None:
+    from secops.audit.log import audit_root_path
+
+    path = audit_root_path(state.root)
+    return path.read_text(encoding="ascii") if path.exists() else None
 
 
 def _audit_initial_key(state: StateDir) -> str | None:

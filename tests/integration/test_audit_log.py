@@ -47,18 +47,23 @@ def test_acts_are_recorded_and_a_rollback_is_caught_off_site(office: Office,
     assert doc["ok"] and doc["first_bad_seq"] is None and doc["checkpoints_verified"] >= 2
     assert doc["offsite"]["offsite"]["ok"] is True
 
-    # The attacker keeps a copy of the log, its checkpoints and the MAC key state...
+    # The attacker keeps a copy of the log, its checkpoints and both key states...
     old = tmp_path / "audit-old"
     shutil.copytree(office.state / "audit", old)
     key_state = office.state / "keys" / "audit-mac.state"
-    old_key = key_state.read_bytes()
+    cp_state = office.state / "keys" / "audit-checkpoint.state"
+    old_key, old_cp_key = key_state.read_bytes(), cp_state.read_bytes()
     (office.data / "bien-ban-moi.txt").write_text("Biên bản bổ sung\n", encoding="utf-8")
     assert office.run("backup", "now").code == 0
     assert office.run("backup", "now").code == 0  # its anchor covers the first one's record
-    # ...and later puts all three back: locally consistent, no gap anywhere
+    # ...and later puts back the log and the MAC key: the checkpoint key no longer follows
     shutil.rmtree(office.state / "audit")
     shutil.copytree(old, office.state / "audit")
     key_state.write_bytes(old_key)
+    cut = office.run("audit", "verify", "--no-offsite", "--json")
+    assert cut.code == 1 and cut.json()["problem"] == "checkpoint", cut.out
+    # ...and with the checkpoint key too: locally consistent, no gap anywhere
+    cp_state.write_bytes(old_cp_key)
     bad = office.run("audit", "verify", "--json")
     assert bad.code == 1
     doc = bad.json()
@@ -122,3 +127,17 @@ def test_daemon_raises_audit_tampered(office: Office) -> None:
     finally:
         d.stop()
     assert "daemon.started" in kinds(office) and "daemon.stopped" in kinds(office)
+
+
+def test_an_offsite_anchor_that_cannot_be_checked_is_not_a_pass(office: Office,
+                                                                 rest_server: RestServer
+                                                                 ) -> None:
+    """Red team: with the append-only target unreachable, verify printed "not checked" and
+    exited 0 on a forged log. What could not be compared is not vouched for: exit 3."""
+    assert office.run("backup", "now").code == 0
+    assert office.run("audit", "verify").code == 0  # the twin: reachable, all checked
+    with rest_server.outage():
+        down = office.run("audit", "verify", "--json")
+    assert down.code == 3, down.out + down.err
+    assert down.json()["ok"] is True and down.json()["offsite"]["offsite"]["ok"] is None
+    assert "could not be checked" in down.err

@@ -11,7 +11,7 @@ import pytest
 
 from secops.audit import chain
 from secops.audit.log import AuditLog, Item, ensure_keys, initial_key_path, key_state_path
-from secops.audit.verify import Report, verify
+from secops.audit.verify import Offsite, Report, verify
 from secops.keys.signature import load_public_key
 from secops.keys.store import ensure_ed25519
 from secops.layout import StateDir
@@ -26,6 +26,7 @@ class Log:
         self.k0 = bytes.fromhex(initial_key_path(self.state).read_text().strip())
         self.public = load_public_key(sd.ed25519_pub)
         self.log = AuditLog(self.state, "tan-ky")
+        self.log.checkpoint()  # as `secops init` does: the chain's root, before any record
         for i in range(records):
             self.log.record("backup.completed", "daemon", {"target": "local", "n": i,
                                                            "ghi_chú": "sao lưu định kỳ"})
@@ -116,7 +117,7 @@ def test_rollback_of_log_and_checkpoints_caught_off_site(tmp_path: Path) -> None
     for i in range(20):
         log.log.record("restore.completed", "cli:root", {"i": i})
     head = log.log.checkpoint()
-    offsite = {"offsite": (head["seq"], head["head"][:32])}
+    offsite = {"offsite": Offsite(head["seq"], head["head"][:32])}
     assert log.verify(offsite=offsite).ok  # the twin
     shutil.rmtree(log.folder)
     shutil.copytree(old, log.folder)  # both files rolled back together: locally consistent
