@@ -10,6 +10,7 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from secops.errors import SecretFileError
@@ -105,3 +106,41 @@ def read_env_file(path: Path) -> dict[str, str]:
             value = value[1:-1]
         env[key] = value
     return env
+
+
+def walk_lstat(roots: list[str], skip: Callable[[os.DirEntry[str]], bool] | None = None
+               ) -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry below ``roots`` that is not a folder, with its lstat: links are never
+    followed, unreadable folders and vanished entries are passed over, and an entry for which
+    ``skip`` is true is left out (a folder with everything below it)."""
+    stack = list(roots)
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            if skip is not None and skip(e):
+                continue
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(e.path)
+            else:
+                yield e.path, st
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``lock_file`` (created 0600) for the ``with`` block."""
+    import fcntl
+
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from secops.cli.context import AppContext
-from secops.cli.render import console, emit_json, error, human_bytes
+from secops.cli.render import console, emit_json, error, human_bytes, warn
 
 
 @contextmanager
@@ -32,22 +32,31 @@ def _bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | Non
 
 
 def _problems(doc: dict[str, Any]) -> None:
+    from secops.pathtext import display
+
     for m in doc["mismatched"]:
-        error(f"DIFFERS: {m}")
+        error(f"DIFFERS: {display(m)}")
     for m in doc["missing"]:
-        error(f"MISSING: {m}")
+        error(f"MISSING: {display(m)}")
+    for m in doc.get("problems", ()):
+        error(f"FAILED: {display(m)}")
 
 
 @click.command("restore")
 @click.argument("snapshot", metavar="SNAP")
 @click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path),
-              help="An empty folder to restore into.")
+              help="An empty folder to restore into, outside the watched folders and "
+                   "state_dir (links are resolved first).")
 @click.option("--target", metavar="NAME", help="The target to restore from (default: first).")
 @click.option("--include", "includes", multiple=True, metavar="PATH",
-              help="Only this file or folder (absolute original path); repeatable.")
-@click.option("--force", is_flag=True, help="Restore into a folder that is not empty.")
+              help="Only this file or folder inside a watched folder (absolute original "
+                   "path; restic patterns: * ? [a-z] within a name, ** for any depth); "
+                   "repeatable. One that matches nothing is an error.")
+@click.option("--force", is_flag=True,
+              help="Restore into a folder that is not empty (refused if it holds a link).")
 @click.option("--in-place", is_flag=True,
-              help="Restore over the live folders, after a pinned safety snapshot.")
+              help="Restore the watched folders over the live data, after a pinned safety "
+                   "snapshot (never state_dir: the audit log stays as it is).")
 @click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path),
               help="Office Ed25519 public key (default: state_dir/keys/office-ed25519.pub).")
 @click.option("--json", "as_json", is_flag=True)
@@ -56,7 +65,12 @@ def restore(app: AppContext, snapshot: str, to: Path | None,  # noqa: PLR0917 - 
             target: str | None,
             includes: tuple[str, ...], force: bool, in_place: bool, public_key: Path | None,
             as_json: bool) -> int:
-    """Restore SNAP (id, short id, latest, latest-before:TIME) and verify every file."""
+    """Restore SNAP (id, short id, latest, latest-before:TIME) and verify every file.
+
+    Every restored file must be in the snapshot's signed manifest with the same SHA-256, and
+    every file the manifest lists for the restore must be there; 0 files verified is a
+    failure.
+    """
     from secops.backup.engine import Engine
     from secops.restore.restore import Request, run_restore
 
@@ -82,8 +96,11 @@ def restore(app: AppContext, snapshot: str, to: Path | None,  # noqa: PLR0917 - 
         state = "[green]verified[/]" if doc["ok"] else "[bold red]VERIFICATION FAILED[/]"
         con.print(f"{doc['files_checked']} files, {human_bytes(doc['bytes'])}: {state} "
                   f"against the manifest signed by {outcome.signed_by}")
+        if outcome.audit_log:
+            con.print(f"The snapshot's audit log (not in the manifest; check it with "
+                      f"'secops audit verify --log DIR'): {outcome.audit_log}")
     for w in outcome.warnings:
-        error(f"restic: {w}")
+        warn(w)
     _problems(doc)
     return 0 if doc["ok"] else 1
 
@@ -123,7 +140,7 @@ def drill(app: AppContext, ref: str, target: str | None, as_json: bool) -> int:
                       f"RTO {r['rto_s']:.1f} s, RPO {r['rpo_s']:.0f} s\n  report: {r['report']}")
     for r in reports:
         for w in r["warnings"]:
-            error(f"{r['target']}: restic: {w}")
+            warn(f"{r['target']}: {w}")
         _problems(r)
     return 0 if all(r["ok"] for r in reports) else 1
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from secops.files import walk_lstat
 from secops.manifest.cache import HashCache, Key
 
 CHUNK = 1 << 20
@@ -55,25 +56,14 @@ def walk_stat(roots: Sequence[str], excludes: Sequence[str]
     """Every regular file under ``roots`` with its lstat: symlinks are never followed, so
     nothing outside the watched trees is ever read."""
     by_name, by_path = _matchers(tuple(excludes))
-    stack = list(roots)
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for e in entries:
-            if (by_name is not None and by_name.match(e.name)) or \
-                    (by_path is not None and by_path.match(e.path)):
-                continue
-            try:
-                st = e.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(e.path)
-            elif stat.S_ISREG(st.st_mode):
-                yield e.path, st
+
+    def skip(e: os.DirEntry[str]) -> bool:
+        return (by_name is not None and by_name.match(e.name) is not None) or \
+            (by_path is not None and by_path.match(e.path) is not None)
+
+    for path, st in walk_lstat(list(roots), skip):
+        if stat.S_ISREG(st.st_mode):
+            yield path, st
 
 
 def sha256_file(path: str) -> str:

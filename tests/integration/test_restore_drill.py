@@ -75,7 +75,10 @@ def test_restore_and_drill_from_each_target_kind(kind: str, tmp_path: Path,
     assert set(d) >= DRILL_KEYS and d["ok"] is True and d["rto_s"] > 0
     report = Path(d["report"])
     assert report.exists() and report.with_suffix(".json.sig").exists()
-    assert "ĐẠT" in report.with_suffix(".html").read_text(encoding="utf-8")
+    printed = Path(d["pdf"])
+    assert printed.name == report.name.replace(".json", ".vi.pdf")
+    assert printed.read_bytes().startswith(b"%PDF") and Path(f"{printed}.sig").exists()
+    assert "ĐẠT" in printed.with_suffix(".html").read_text(encoding="utf-8")
     assert not (o.state / "drill-scratch").exists() or not any(
         (o.state / "drill-scratch").iterdir())
 
