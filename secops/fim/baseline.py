@@ -4,16 +4,20 @@ Besides what AIDE records (path, size, times, inode, mode, owner, SHA-256) each 
 what the ransomware detectors compare against: the type from magic bytes, whether the
 container parsed, the entropy of a sample and a similarity sketch. Small protected text
 files also keep a compressed shadow copy, so an unauthorised change can be shown as a diff.
+Paths are stored through :mod:`secops.pathtext` (a name that is not UTF-8 as ``b64:...``).
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from secops import database
+from secops.pathtext import decode, encode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fim_files (
@@ -50,7 +54,7 @@ class Record:
                               st.st_mode, st.st_uid, st.st_gid)
 
     def row(self) -> tuple[object, ...]:
-        return (self.path, self.size, self.mtime_ns, self.ctime_ns, self.inode, self.mode,
+        return (encode(self.path), self.size, self.mtime_ns, self.ctime_ns, self.inode, self.mode,
                 self.uid, self.gid, self.sha256, self.ftype, int(self.parses), self.entropy,
                 self.fp)
 
@@ -58,7 +62,7 @@ class Record:
 class Baseline:
     def __init__(self, db_path: Path) -> None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(db_path, timeout=30, check_same_thread=False)
+        self._db = database.connect(db_path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
@@ -68,15 +72,12 @@ class Baseline:
 
     def load(self) -> dict[str, Record]:
         rows = self._db.execute("SELECT * FROM fim_files")
-        return {r[0]: Record(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                             bool(r[10]), r[11], bytes(r[12])) for r in rows}
+        return {rec.path: rec for rec in map(_record, rows)}
 
     def get(self, path: str) -> Record | None:
-        r = self._db.execute("SELECT * FROM fim_files WHERE path = ?", (path,)).fetchone()
-        if r is None:
-            return None
-        return Record(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                      bool(r[10]), r[11], bytes(r[12]))
+        r = self._db.execute("SELECT * FROM fim_files WHERE path = ?",
+                             (encode(path),)).fetchone()
+        return None if r is None else _record(r)
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM fim_files").fetchone()[0])
@@ -90,7 +91,7 @@ class Baseline:
     def apply(self, upsert: Iterable[Record], delete: Iterable[str]) -> None:
         with self._db:
             self._db.executemany("DELETE FROM fim_files WHERE path = ?",
-                                 [(p,) for p in delete])
+                                 [(encode(p),) for p in delete])
             self._db.executemany(
                 "INSERT OR REPLACE INTO fim_files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [r.row() for r in upsert])
@@ -99,16 +100,16 @@ class Baseline:
 
     def shadow(self, path: str) -> bytes | None:
         r = self._db.execute("SELECT content FROM fim_shadow WHERE path = ?",
-                             (path,)).fetchone()
+                             (encode(path),)).fetchone()
         return zlib.decompress(r[0]) if r else None
 
     def set_shadow(self, path: str, content: bytes | None) -> None:
         with self._db:
             if content is None:
-                self._db.execute("DELETE FROM fim_shadow WHERE path = ?", (path,))
+                self._db.execute("DELETE FROM fim_shadow WHERE path = ?", (encode(path),))
             else:
                 self._db.execute("INSERT OR REPLACE INTO fim_shadow VALUES (?, ?)",
-                                 (path, zlib.compress(content, 6)))
+                                 (encode(path), zlib.compress(content, 6)))
 
     def meta(self, key: str) -> str | None:
         r = self._db.execute("SELECT value FROM fim_meta WHERE key = ?", (key,)).fetchone()
@@ -117,3 +118,8 @@ class Baseline:
     def set_meta(self, key: str, value: str) -> None:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO fim_meta VALUES (?, ?)", (key, value))
+
+
+def _record(r: tuple[Any, ...]) -> Record:
+    return Record(decode(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                  bool(r[10]), r[11], bytes(r[12]))

@@ -5,6 +5,10 @@ Root ignores mode bits, so the trees are frozen with the immutable attribute
 (``FS_IOC_SETFLAGS``, what ``chattr +i`` does): no write, rename, delete or create, for root
 too. Only paths secops itself made immutable are recorded and later released; a file that
 was immutable before stays so.
+
+A stopped process is recorded with its start time (:mod:`secops.fim.procid`) and only that
+process is ever resumed or killed: a pid that has since been given to another process is
+"gone".
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
 import os
 import signal
 import struct
@@ -21,10 +24,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from secops.fim import procid
+
 FS_IOC_GETFLAGS = 0x80086601
 FS_IOC_SETFLAGS = 0x40086602
 FS_IMMUTABLE_FL = 0x00000010
 PROTECTED_PIDS = frozenset({0, 1})
+BATCH = 256  # paths recorded in one transaction before their attribute is set
 
 
 @dataclass
@@ -34,13 +40,30 @@ class FreezeResult:
     failed: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Ledger:
+    """Where a freeze records its paths (``FimState``, the freeze's id): each batch is
+    recorded before its attribute is set, so ``unfreeze`` releases whatever a freeze made
+    immutable, even one that died half-way."""
+
+    state: Any
+    freeze_id: int
+
+    def add(self, paths: list[str]) -> None:
+        self.state.add_frozen_paths(self.freeze_id, paths)
+
+    def forget(self, paths: list[str]) -> None:
+        self.state.forget_frozen_paths(self.freeze_id, paths)
+
+
 def describe_process(pid: int) -> dict[str, Any]:
     info: dict[str, Any] = {"pid": pid}
     with contextlib.suppress(OSError):
         info["exe"] = os.readlink(f"/proc/{pid}/exe")
     with contextlib.suppress(OSError):
         raw = open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: SIM115 - tiny
-        info["cmdline"] = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a][:20]
+        info["cmdline"] = __import__("secops.redact").redact.redact_argv(  # no secrets in alerts
+            [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a])[:20]
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in open(f"/proc/{pid}/status", encoding="utf-8", errors="replace"):  # noqa: SIM115
             if line.startswith("Uid:"):
@@ -51,48 +74,44 @@ def describe_process(pid: int) -> dict[str, Any]:
 
 
 def stop_processes(pids: Sequence[int]) -> list[dict[str, Any]]:
-    """SIGSTOP each writer (never ourselves, our parent or pid 1); describe what was done."""
+    """SIGSTOP each writer (never ourselves, our parent or pid 1); describe what was done:
+    pid, start time, ``stopped`` (and ``error``), exe, cmdline, uid, ppid."""
     out = []
     me = {os.getpid(), os.getppid()}
     for pid in pids:
         if pid in PROTECTED_PIDS or pid in me:
             continue
+        record = procid.stop(pid)
         info = describe_process(pid)
-        try:
-            os.kill(pid, signal.SIGSTOP)
-            info["stopped"] = True
-        except ProcessLookupError:
-            info["stopped"] = False
-            info["error"] = "already gone"
-        except PermissionError:
-            info["stopped"] = False
-            info["error"] = "not permitted"
-        out.append(info)
+        if record.get("start") != procid.start_time(pid):  # it exited; the pid was reused
+            info = {"pid": pid}
+        out.append({**info, **record})
     return out
 
 
 def resume_processes(processes: Sequence[dict[str, Any]], kill: bool) -> list[dict[str, Any]]:
+    """SIGKILL or SIGCONT each recorded stopped process that still exists (same start time;
+    a record without one, from an older secops, is matched by exe and command line)."""
+    sig = signal.SIGKILL if kill else signal.SIGCONT
+    done = "killed" if kill else "resumed"
     out = []
     for p in processes:
         if not p.get("stopped"):
             continue
-        pid = int(p["pid"])
-        if not _same_process(pid, p):
-            out.append({"pid": pid, "result": "gone"})
-            continue
-        try:
-            if kill:
-                os.kill(pid, signal.SIGKILL)
-            else:
-                os.kill(pid, signal.SIGCONT)
-            out.append({"pid": pid, "result": "killed" if kill else "resumed"})
-        except ProcessLookupError:
-            out.append({"pid": pid, "result": "gone"})
+        pid, start = int(p["pid"]), p.get("start")
+        if isinstance(start, int):
+            result = procid.signal_exact(pid, start, sig)
+        elif _same_process(pid, p):
+            result = procid.signal_exact(pid, procid.start_time(pid) or -1, sig)
+        else:
+            result = procid.GONE
+        out.append({"pid": pid, "result": {procid.SENT: done, procid.GONE: "gone"}.get(
+            result, "not permitted")})
     return out
 
 
 def _same_process(pid: int, recorded: dict[str, Any]) -> bool:
-    """The pid still names the process we stopped (not a recycled pid)."""
+    """The pid still names the process we stopped (records without a start time)."""
     now = describe_process(pid)
     if "exe" not in now and "cmdline" not in now:
         return False
@@ -114,11 +133,23 @@ def finished_before(cfg: Any, before: float) -> dict[str, str]:
         db.close()
 
 
-def freeze(cfg: Any, state: Any, pids: Sequence[int], reason: str) -> dict[str, Any]:
-    """Contain now: stop ``pids`` (or, without any, whoever writes under the watched
-    folders) and make the trees immutable; join an active freeze instead of starting a
-    second one. ``state`` is a ``FimState``."""
-    processes = stop_processes(list(pids) or writers_under(cfg.paths.watch))
+def freeze(cfg: Any, state: Any, pids: Sequence[int], reason: str,
+           stopped: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Contain now: stop ``pids`` and every other process holding a file under the watched
+    folders open for writing (never ourselves, our parent or pid 1), make the trees
+    immutable, then stop a writer that opened in between; join an active freeze instead of
+    starting a second one. ``stopped`` are processes stopped already (by the gate), recorded
+    as they are. ``state`` is a ``FimState``."""
+
+    def writers() -> list[dict[str, Any]]:
+        # every other process holding a file under the folders open for writing: the gate
+        # judges opens only, and chattr +i does not stop a descriptor opened before it
+        seen = {int(p["pid"]) for p in processes}
+        return stop_processes([p for p in writers_under(cfg.paths.watch) if p not in seen])
+
+    done = {int(p["pid"]) for p in stopped}
+    processes = list(stopped) + stop_processes([p for p in pids if p not in done])
+    processes += writers()
     with _freeze_lock(cfg.paths.state_dir):  # the daemon and a CLI run: one freeze, not two
         active = state.active_freeze()
         if active is not None:
@@ -126,27 +157,37 @@ def freeze(cfg: Any, state: Any, pids: Sequence[int], reason: str) -> dict[str, 
             return {"freeze_id": active.id, "already": True, "processes": processes,
                     "paths_frozen": active.paths}
         freeze_id = state.record_freeze(reason, processes)
-        result = freeze_trees(cfg.paths.watch)
-        state.add_frozen_paths(freeze_id, result.paths)
+        result = freeze_trees(cfg.paths.watch, Ledger(state, freeze_id))
+        late = writers()  # opened between the scan and the immutable attribute
+        if late:
+            state.add_processes(freeze_id, late)
+            processes += late
     return {"freeze_id": freeze_id, "already": False, "processes": processes,
             "paths_frozen": len(result.paths), "unsupported": result.unsupported,
             "failed": result.failed[:20], "paths": list(cfg.paths.watch)}
 
 
-@contextlib.contextmanager
-def _freeze_lock(state_dir: str) -> Any:
-    fd = os.open(os.path.join(state_dir, "freeze.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def _freeze_lock(state_dir: str) -> contextlib.AbstractContextManager[None]:
+    from pathlib import Path
+
+    from secops.files import exclusive
+
+    return exclusive(Path(state_dir) / "freeze.lock")
 
 
 def unfreeze(state: Any, how: str | None) -> dict[str, Any]:
     """Lift the active freeze: release exactly the frozen paths, then kill or resume the
-    stopped processes. ``how`` (kill | resume) is required when processes are stopped."""
+    stopped processes. ``how`` (kill | resume) is required when processes are stopped.
+
+    Under the freeze lock, so a process the daemon stops meanwhile is recorded either in this
+    freeze (and released here) or in the next one. The release marker is written before the
+    first process is resumed: the daemon's gate lets a resumed program open files at once.
+    """
+    with _freeze_lock(str(state.released_path.parent)):
+        return _unfreeze(state, how)
+
+
+def _unfreeze(state: Any, how: str | None) -> dict[str, Any]:
     from secops.errors import OperationalError, UsageError
 
     active = state.active_freeze()
@@ -163,6 +204,7 @@ def unfreeze(state: Any, how: str | None) -> dict[str, Any]:
     if failures:
         raise OperationalError(f"could not make {len(failures)} path(s) writable again, "
                                f"e.g. {failures[0]}; the freeze stays recorded")
+    state.mark_released(active.id)
     processes = resume_processes(stopped, kill=how == "kill")
     state.lift(active.id, how or "no processes")
     return {"unfrozen": True, "freeze_id": active.id, "paths_released": active.paths,
@@ -223,30 +265,56 @@ def is_immutable(path: str) -> bool:
         os.close(fd)
 
 
-def freeze_trees(roots: Sequence[str]) -> FreezeResult:
+def freeze_trees(roots: Sequence[str], ledger: Ledger | None = None) -> FreezeResult:
     """Make every folder and regular file under ``roots`` immutable, files first (a frozen
-    folder still lets its files be rewritten, a frozen file does not)."""
+    folder still lets its files be rewritten, a frozen file does not). With a ``ledger``,
+    each batch of paths is recorded before it is frozen, and the ones this call did not
+    change (immutable before, gone, refused) are struck off again; one path that fails is
+    counted and the freeze goes on."""
     result = FreezeResult()
     folders: list[str] = []
+    batch: list[str] = []
     for root in roots:
         for folder, _dirs, files in os.walk(root):
             folders.append(folder)
             for name in files:
-                _freeze_one(os.path.join(folder, name), result)
-    for folder in reversed(folders):
-        _freeze_one(folder, result)
+                batch.append(os.path.join(folder, name))
+                if len(batch) >= BATCH:
+                    _freeze_batch(batch, result, ledger)
+                    batch = []
+    batch += reversed(folders)
+    for at in range(0, len(batch), BATCH):
+        _freeze_batch(batch[at:at + BATCH], result, ledger)
     return result
 
 
-def _freeze_one(path: str, result: FreezeResult) -> None:
+def _freeze_batch(paths: list[str], result: FreezeResult, ledger: Ledger | None) -> None:
+    if ledger is not None:
+        try:
+            ledger.add(paths)
+        except Exception as e:  # not recorded, so not frozen: unfreeze could not undo it
+            result.failed += [f"{p}: not recorded, left writable ({e})" for p in paths]
+            return
+    unchanged = [p for p in paths if not _freeze_one(p, result)]
+    if ledger is not None and unchanged:
+        with contextlib.suppress(Exception):  # left recorded: unfreeze only clears them
+            ledger.forget(unchanged)
+
+
+def _freeze_one(path: str, result: FreezeResult) -> bool:
+    """True if this call made ``path`` immutable."""
     try:
         if set_immutable(path, True):
             result.paths.append(path)
+            return True
     except OSError as e:
         if e.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL):
             result.unsupported += 1
         elif e.errno not in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
             result.failed.append(f"{path}: {e.strerror}")
+    except ValueError as e:  # a name the kernel cannot take (NUL): never the whole freeze
+        result.failed.append(f"{path}: {e}")
+    return False
 
 
 def thaw(paths: Sequence[str]) -> list[str]:
@@ -275,6 +343,9 @@ def pin_pre_attack(cfg: Any, before: float, label: str,
     nothing can be deleted anyway, and ``restic tag`` (which rewrites the snapshot) is
     refused, so the snapshot is only recorded.
     """
+    from pathlib import Path
+
+    from secops.backup import lineage
     from secops.backup.engine import Engine
     from secops.errors import SecopsError
 
@@ -286,7 +357,9 @@ def pin_pre_attack(cfg: Any, before: float, label: str,
             repo = engine.open(target)
             snaps = engine.restic.snapshots(repo, tags=(f"office:{cfg.office.code}",))
             known = (finished or {}).get(target.name)
-            if known:
+            if known:  # tagged since (an earlier incident's pin): under its new id
+                known = lineage.current(Path(cfg.paths.state_dir) / "state.db",
+                                        target.name, known)
                 snaps = [s for s in snaps if s.id.startswith(known)]
             else:
                 snaps = [s for s in snaps if s.time < when - timedelta(minutes=1)]
@@ -300,15 +373,12 @@ def pin_pre_attack(cfg: Any, before: float, label: str,
                 entry["tagged"] = False
                 entry["note"] = "append-only target: kept by the server, not re-tagged"
             else:
-                engine.with_lock_retry(repo, functools.partial(
-                    engine.restic.tag, repo, snap.id, add=("pinned", label)))
+                now = engine.retag(repo, snap, add=("pinned", label))
                 entry["tagged"] = True
                 entry["tags_added"] = ["pinned", label]
-                # restic rewrote the snapshot under a new id: record the one that exists now
-                now = engine.restic.snapshots(repo, tags=(label,))
-                if now:
-                    entry["id_before_tagging"] = snap.id
-                    entry["id"], entry["short_id"] = now[-1].id, now[-1].short_id
+                # restic rewrote the snapshot under a new id: name the one that exists now
+                entry["id_before_tagging"] = snap.id
+                entry["id"], entry["short_id"] = now.id, now.short_id
             out[target.name] = entry
         except SecopsError as e:
             out[target.name] = {"id": None, "error": str(e)}

@@ -1,10 +1,11 @@
 """Linux fanotify through ctypes: who wrote a file, and a gate on file opens.
 
 One :class:`Fanotify` group watches single directories (``watch_dir``; not recursive, the caller
-marks every directory).  ``run()`` reads the kernel's event queue and calls back with an
-:class:`Event` per ``close_write`` (a file opened for writing was closed: its writer's pid and an
-fd onto the file) and, when gating, per ``open_perm`` (a process is opening a file and waits until
-the callback answers :data:`ALLOW` or :data:`DENY`).
+marks every directory) or, without gating, whole filesystems (``watch_filesystem``).  ``run()``
+reads the kernel's event queue and calls back with an :class:`Event` per ``close_write`` (a file
+opened for writing was closed: its writer's pid and an fd onto the file) and, when gating, per
+``open_perm`` (a process is opening a file and waits until the callback answers :data:`ALLOW` or
+:data:`DENY`).
 
 Rules the callback must keep:
 
@@ -16,10 +17,16 @@ Rules the callback must keep:
 - Be quick: with ``gate=True`` every open in a watched directory waits on the callback.
 
 Events of our own process (the hasher, a containment thread) never reach the callback.
+
+Every event read costs the reader a file descriptor until it is handled; when the kernel cannot
+install one (EMFILE) it *denies* that permission event, so the daemon raises its descriptor limit
+(``LimitNOFILE=`` in the unit) and reads at most ``_READ_SIZE`` bytes (about 680 events) at once.
+The callback hears of that (``fd_exhausted``) and of queue overflows (``overflow``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -29,7 +36,7 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from secops.errors import OperationalError
 
@@ -44,6 +51,10 @@ FAN_CLASS_NOTIF = 0x00000000
 FAN_CLASS_CONTENT = 0x00000004
 FAN_MARK_ADD = 0x00000001
 FAN_MARK_REMOVE = 0x00000002
+FAN_MARK_IGNORED_MASK = 0x00000020
+FAN_MARK_IGNORED_SURV_MODIFY = 0x00000040
+FAN_MARK_FILESYSTEM = 0x00000100
+FAN_MARK_IGNORE = 0x00000400  # Linux 6.0: an ignore mark that may cover a folder's children
 FAN_ALLOW = 0x01
 FAN_DENY = 0x02
 FAN_NOFD = -1
@@ -55,7 +66,8 @@ DENY = False
 
 _META = struct.Struct("=IBBHQii")  # struct fanotify_event_metadata, 24 bytes
 _RESPONSE = struct.Struct("=iI")  # struct fanotify_response
-_READ_SIZE = 64 * 1024
+_READ_SIZE = 16 * 1024
+_FD_EXHAUSTED_PAUSE_S = 0.01
 _DELETED = " (deleted)"
 
 
@@ -71,13 +83,20 @@ class FanotifyUnavailable(OperationalError):
 class Event:
     """One fanotify event; ``fd`` is valid only during the callback (read it with os.pread)."""
 
-    kind: str  # "open_perm" | "close_write" | "overflow"
+    kind: str  # "open_perm" | "close_write" | "overflow" | "fd_exhausted"
     pid: int
     path: str
     fd: int
 
 
 _OVERFLOW = Event("overflow", 0, "", -1)
+_FD_EXHAUSTED = Event("fd_exhausted", 0, "", -1)
+
+
+class Pulse(Protocol):
+    """Told of the loop's progress (see :class:`secops.fim.warden.Pulse`)."""
+
+    def beat(self, busy: bool) -> None: ...
 
 
 def unavailable_message(err: int, *, gate: bool) -> tuple[str, str]:
@@ -150,11 +169,16 @@ class Fanotify:
         except OSError:
             os.close(fd)
             raise
-        self._fd = fd
+        self._fd: int = fd
+        self.gate = gate
         self._mask = FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD | (FAN_OPEN_PERM if gate else 0)
         self._lock = threading.Lock()
         self._running = False
         self._closing = False
+        self._pulse: Pulse | None = None
+
+    def fileno(self) -> int:
+        return self._fd
 
     def watch_dir(self, path: str) -> None:
         """Watch the files directly in directory ``path`` (not its subdirectories)."""
@@ -162,11 +186,44 @@ class Fanotify:
         if err:
             raise mark_error(err, path)
 
+    def watch_filesystem(self, path: str) -> None:
+        """Report every ``close_write`` on the whole filesystem holding ``path``.
+
+        Only for a group without gating: a permission mark on a filesystem would make every
+        open on it wait for this process.
+        """
+        if self.gate:
+            raise ValueError("a gating group marks single directories, not filesystems")
+        if self._closing:
+            raise ValueError("the fanotify group is closed")
+        if self._mark_fn(self._fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_CLOSE_WRITE,
+                         AT_FDCWD, os.fsencode(path)) < 0:
+            raise mark_error(ctypes.get_errno() or errno.EIO, path)
+
     def unwatch_dir(self, path: str) -> None:
         """Stop watching ``path``; a directory that is not (or no longer) watched is fine."""
         err = self._mark(FAN_MARK_REMOVE, path)
         if err and err not in (errno.ENOENT, errno.EINVAL):
             raise mark_error(err, path)
+
+    def ignore(self, path: str) -> None:
+        """Never report ``path``: a file (by inode, so through any hard link too) or the files
+        directly in a folder (Linux 6.0 and newer).
+
+        The daemon marks its own SQLite files so: a descriptor fanotify hands us for a file
+        this process holds a POSIX lock on would drop that lock when we close it, and another
+        SQLite client would then take the database for unused and delete its WAL.
+        """
+        if self._closing:
+            raise ValueError("the fanotify group is closed")
+        mask = FAN_CLOSE_WRITE | (FAN_OPEN_PERM if self.gate else 0)
+        if os.path.isdir(path):
+            flags, mask = FAN_MARK_IGNORE, mask | FAN_EVENT_ON_CHILD
+        else:
+            flags = FAN_MARK_IGNORED_MASK
+        flags |= FAN_MARK_ADD | FAN_MARK_IGNORED_SURV_MODIFY
+        if self._mark_fn(self._fd, flags, mask, AT_FDCWD, os.fsencode(path)) < 0:
+            raise mark_error(ctypes.get_errno() or errno.EIO, path)
 
     def _mark(self, flags: int, path: str) -> int:
         if self._closing:
@@ -176,13 +233,14 @@ class Fanotify:
         return 0
 
     def run(self, on_event: Callable[[Event], bool], stop: threading.Event,
-            poll_s: float = 0.2) -> None:
+            poll_s: float = 0.2, pulse: Pulse | None = None) -> None:
         """Deliver events to ``on_event`` until ``stop`` is set or the group is closed.
 
         ``on_event``'s result answers ``open_perm`` events (ALLOW/DENY) and is ignored for the
         others.  If it raises, the event is allowed, the rest of the batch read with it is
         allowed without a callback, and the exception propagates.  Permission events still
-        queued then wait until ``close()``.
+        queued then wait until ``close()``.  ``pulse`` hears of every step (at least every
+        ``poll_s`` while idle), until the group is abandoned.
         """
         with self._lock:
             if self._closing:
@@ -190,6 +248,7 @@ class Fanotify:
             if self._running:
                 raise RuntimeError("Fanotify.run() is already running in another thread")
             self._running = True
+            self._pulse = pulse
         try:
             self._loop(on_event, stop, max(0, round(poll_s * 1000)))
         finally:
@@ -205,13 +264,28 @@ class Fanotify:
         poller.register(self._wake, select.POLLIN)
         own_pid, fd = os.getpid(), self._fd
         while not stop.is_set() and not self._closing:
-            if not poller.poll(timeout_ms) or self._closing:
+            ready = poller.poll(timeout_ms)
+            self._beat(False)
+            if not ready or self._closing:
                 continue
             try:
                 buf = os.read(fd, _READ_SIZE)
             except BlockingIOError:
                 continue
+            except OSError as e:
+                if e.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                # the kernel could not give us a descriptor for the next event and denied it
+                on_event(_FD_EXHAUSTED)
+                stop.wait(_FD_EXHAUSTED_PAUSE_S)
+                continue
             self._dispatch(buf, on_event, own_pid)
+            self._beat(False)
+
+    def _beat(self, busy: bool) -> None:
+        pulse = self._pulse
+        if pulse is not None:
+            pulse.beat(busy)
 
     def _dispatch(self, buf: bytes, on_event: Callable[[Event], bool], own_pid: int) -> None:
         """Handle every event in ``buf``: answer each permission event, close each fd."""
@@ -227,8 +301,9 @@ class Fanotify:
             off += event_len
             perm = mask & FAN_OPEN_PERM
             allowed = True
+            self._beat(True)
             try:
-                if failure is None and pid != own_pid:
+                if failure is None and pid != own_pid and not self._closing:
                     if mask & FAN_Q_OVERFLOW:
                         on_event(_OVERFLOW)
                     path = _path_of(fd) if fd >= 0 else ""
@@ -242,12 +317,60 @@ class Fanotify:
                 try:
                     if perm:
                         os.write(group, respond(fd, FAN_ALLOW if allowed else FAN_DENY))
+                except FileNotFoundError:
+                    pass  # answered already: the warden or a supervisor allowed it meanwhile
                 except OSError as e:  # the kernel dropped the event; keep answering the rest
                     failure = failure or e
                 finally:
                     os.close(fd)
         if failure is not None:
             raise failure
+
+    def pending(self) -> bool:
+        """Whether an event waits in the queue, unread."""
+        with self._lock:
+            if self._closing:
+                return False
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            return bool(poller.poll(0))
+
+    def allow_in_flight(self) -> int:
+        """Answer ALLOW to every permission event this process has read from the group and
+        not answered yet (a response names its event by descriptor number: each number open
+        here is tried; any other is refused with ENOENT and does nothing). How many."""
+        allowed = 0
+        with self._lock:
+            if self._closing:
+                return 0
+            for name in os.listdir("/proc/self/fd"):
+                with contextlib.suppress(OSError, ValueError):
+                    os.write(self._fd, _RESPONSE.pack(int(name), FAN_ALLOW))
+                    allowed += 1
+        return allowed
+
+    def abandon(self) -> None:
+        """Give the group up while ``run()`` may be stuck in a callback (from another thread).
+
+        Our descriptor is replaced by /dev/null in one step (``dup2``): the number stays ours,
+        so the stuck thread's later answers go nowhere instead of into a reused descriptor;
+        once no other process holds the group, the kernel allows everything pending.  The
+        stuck thread calls back no more and leaves ``run()`` when it comes back.
+        """
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._pulse = None
+            null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.dup2(null, self._fd, inheritable=False)
+            finally:
+                os.close(null)
+            if self._running:
+                os.eventfd_write(self._wake, 1)
+            else:
+                self._release()
 
     def close(self) -> None:
         """Close the group; the kernel allows any permission event still pending.

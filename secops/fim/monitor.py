@@ -1,21 +1,23 @@
 """The integrity monitor inside the daemon.
 
-Three threads, none of which blocks the daemon's loop:
+Threads, none of which blocks the daemon's loop:
 
-- the **fanotify thread** (as root): every close-after-write in a watched folder arrives with
-  the writer's pid and a descriptor onto the file; the file is probed through it and the
-  detector sees the change *before* that process may open its next file (its next open is a
-  permission event queued behind this one). On an alarm the writers are stopped right here.
+- the **gate thread** and the **sentry thread** (as root, :mod:`secops.fim.guard`): every
+  close-after-write in a watched folder arrives with the writer's pid and a descriptor onto
+  the file; the file is probed through it and the detector sees the change *before* that
+  process may open its next file (its next open is a permission event queued behind this
+  one). On an alarm the writers are stopped right there and refused from then on. The gate's
+  supervisor and warden (:mod:`secops.fim.gate`) answer for a gate that stops answering.
 - the **monitor thread**: watchdog's events (renames, deletions, and every change when
   fanotify is not available) in batches; keeps the baseline current, checks the protected-
-  file rules, raises events, and runs containment.
+  file rules, raises events, and runs containment (every process stopped is recorded in a
+  freeze and named in a ``ransomware.suspected`` event).
 - a **containment thread** per freeze for the slow part (pinning the snapshot via restic).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import queue
 import threading
@@ -27,11 +29,12 @@ from typing import Any
 
 from secops.clock import iso_epoch
 from secops.config.schema import Config
-from secops.fim import contain
+from secops.fim import contain, procid
 from secops.fim.baseline import Baseline, Record
 from secops.fim.canary import is_canary, place
 from secops.fim.detect import TEXTUAL, Detector, Observation, Verdict
-from secops.fim.probe import Probe, probe_fd
+from secops.fim.guard import Guard
+from secops.fim.probe import Probe
 from secops.fim.protect import Protected
 from secops.fim.scan import FimChange, fim_excludes, measure
 from secops.fim.scan import run as run_scan
@@ -40,6 +43,7 @@ from secops.manifest.scan import excluded
 
 Log = Callable[[str, str], None]  # level, message
 FAN_FRESH_S = 5.0  # a watchdog event this soon after fanotify saw the same write: not new
+DEGRADED_EVERY_S = 60.0  # at most one integrity.gate_degraded event per reason this often
 
 
 class Monitor:
@@ -57,13 +61,18 @@ class Monitor:
                                  origin=self.index.get)
         self.q: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.stop_event = threading.Event()
-        self.stopped_pids: set[int] = set()
         self.fan_seen: dict[str, float] = {}
+        # the memory of one attack, forgotten when its freeze is lifted
         self.alarmed: set[str] = set()  # finding keys (original paths) already alarmed on
         self.reported_pids: set[int] = set()
         self.in_maintenance = False
         self.freeze_id: int | None = None
-        self.fan: Any = None
+        self._lift_told: int | None = None
+        self.guard = Guard(self)
+        self.degraded_counts: dict[str, int] = {}
+        self._degraded_at: dict[str, float] = {}
+        self._degraded_lock = threading.Lock()
+        self._released_seen = 0
         self.threads: list[threading.Thread] = []
         self.ready = threading.Event()
         self.mode = "inotify"
@@ -80,8 +89,7 @@ class Monitor:
         self.q.put(("stop",))
         for t in self.threads:
             t.join(timeout=5)
-        if self.fan is not None:
-            self.fan.close()
+        self.guard.stop()
 
     def feed(self, kind: str, path: str, dest: str = "") -> None:
         """From the daemon loop: one watchdog change (never blocks)."""
@@ -92,13 +100,56 @@ class Monitor:
         self.q.put((what,))
 
     def tick(self, state: FimState) -> None:
-        """From the daemon loop about once a second: maintenance and freeze state."""
+        """From the daemon loop about once a second: maintenance, the freeze, the gate.
+
+        The deny list drops processes that exited (their pid may come back as another
+        process) and takes in the stopped processes of the active freeze (stopped by the CLI,
+        a playbook, or before a restart). A freeze lifted by ``secops unfreeze`` (another
+        process) ends the attack's memory in the monitor thread.
+        """
         self.in_maintenance = state.maintenance() is not None
         active = state.active_freeze()
-        if active is None and self.freeze_id is not None:
-            self.log("INFO", f"freeze {self.freeze_id} lifted; writers may open files again")
-            self.freeze_id = None
-            self.stopped_pids.clear()
+        self.guard.deny.refresh(active.processes if active else [],
+                                active.id if active else None)
+        known = self.freeze_id
+        if known is not None and (active is None or active.id != known) and \
+                self._lift_told != known:
+            self._lift_told = known
+            self.q.put(("lifted",))
+        gate = self.guard.gate
+        if gate is not None:
+            released = gate.pulse.released
+            if released > self._released_seen:
+                self.degraded("warden_released",
+                              {"allowed": released - self._released_seen})
+                self._released_seen = released
+
+    def gate_answering(self) -> bool:
+        """For the systemd watchdog ping: the open gate answers (or there is none)."""
+        return self.guard.answering()
+
+    def degraded(self, reason: str, details: dict[str, Any]) -> None:
+        """From any thread: the gate let opens through unjudged, or nearly did (counted;
+        an ``integrity.gate_degraded`` event at most every DEGRADED_EVERY_S per reason)."""
+        now = time.monotonic()
+        with self._degraded_lock:
+            count = self.degraded_counts[reason] = self.degraded_counts.get(reason, 0) + 1
+            if now - self._degraded_at.get(reason, -DEGRADED_EVERY_S) < DEGRADED_EVERY_S:
+                return
+            self._degraded_at[reason] = now
+        what = {"gate_overflow": "the gate's event queue overflowed: opens and writes went "
+                "through unjudged; rescanning",
+                "sentry_overflow": "the sentry's event queue overflowed: new folders may have "
+                "gone unmarked; marking and rescanning",
+                "dirs_overflow": "the folder-creation queue overflowed: new folders may have "
+                "gone unmarked; marking",
+                "out_of_fds": "no free file descriptor for a gate event: the kernel refused "
+                "that open (raise LimitNOFILE=)",
+                "warden_released": "the warden allowed opens the stalled gate left waiting",
+                }.get(reason, reason)
+        self.log("ERROR", f"integrity.gate_degraded: {what} ({count} so far)")
+        self.q.put(("alert", "integrity.gate_degraded", "high",
+                    {"reason": reason, "count": count, **details}))
 
     # -- the monitor thread ----------------------------------------------------------------
 
@@ -110,20 +161,42 @@ class Monitor:
 
         self.events_db = StateDB(self.db_path, office=self.cfg.office.code)
         self.events_open = True
+        self._set_state("starting")
         try:
             self._prepare()
+            self._set_state("running")
             self.ready.set()
             self._serve()
-        except Exception as e:  # the monitor must never take the daemon down
+        except Exception as e:  # the monitor must never take the daemon down...
             self.log("ERROR", f"integrity monitor stopped: {e!r}")
-            self.alert("daemon.error", "high", {"error": f"integrity monitor: {e}"})
+            # ...nor go silently: no detection, no containment from here on
+            error = f"{type(e).__name__}: {e}"
+            self._set_state("stopped", error)
+            self.alert("integrity.monitor_stopped", "critical", {
+                "error": error, "detector": self.mode,
+                "consequence": "no ransomware detection, containment or integrity checks "
+                               "until the daemon is restarted"})
             self.ready.set()
+        else:
+            self._set_state("stopped")
         finally:
+            # nobody would record what the gate stopped: no gate without the monitor thread
+            self.guard.stop()
             self.baseline.close()
             self.state.close()
             with self._emit_lock:
                 self.events_open = False
                 self.events_db.close()
+
+    def _set_state(self, status: str, error: str | None = None) -> None:
+        """For ``secops status``: is the monitor running (never fatal)."""
+        from secops.clock import iso_utc
+
+        with self._emit_lock:
+            try:
+                self.events_db.set_monitor(iso_utc(datetime.now().astimezone()), status, error)
+            except Exception as e:  # e.g. disk full: logged
+                self.log("ERROR", f"cannot record the integrity monitor's state: {e}")
 
     def alert(self, kind: str, severity: str, details: dict[str, Any]) -> None:
         """Record an event (DESIGN.md "Events") for ``secops status`` and the playbooks."""
@@ -144,7 +217,7 @@ class Monitor:
         active = self.state.active_freeze()
         if active is not None:  # restarted during a freeze: its stopped writers stay denied
             self.freeze_id = active.id
-            self.stopped_pids |= {int(p["pid"]) for p in active.processes if p.get("stopped")}
+            self.guard.deny.refresh(active.processes, active.id)
         if self.cfg.integrity.canaries:
             canaries, altered = place(roots, self.cfg.integrity.canary_depth,
                                       self.cfg.paths.exclude, self.baseline)
@@ -181,17 +254,35 @@ class Monitor:
                 except queue.Empty:
                     break
             self._handle_batch(batch)
+        self._record_last_alarms()
+
+    def _record_last_alarms(self) -> None:
+        """At stop: an alarm already queued (its writers stopped) is still recorded."""
+        while True:
+            try:
+                item = self.q.get_nowait()
+            except queue.Empty:
+                return
+            if item[0] == "alarm":
+                self._on_verdict(item[1], item[1].paths, item[2])
 
     def _handle_batch(self, batch: list[tuple[Any, ...]]) -> None:
         # a maintenance window opened a moment ago counts for this very batch
         self.in_maintenance = self.state.maintenance() is not None
         changes: dict[str, tuple[str, str]] = {}
-        for item in batch:
+        for n, item in enumerate(batch):
             what = item[0]
             if what == "stop":
+                for rest in batch[n:]:
+                    if rest[0] == "alarm":
+                        self._on_verdict(rest[1], rest[1].paths, rest[2])
                 return
             if what == "alarm":
                 self._on_verdict(item[1], item[1].paths, item[2])
+            elif what == "alert":
+                self.alert(item[1], item[2], item[3])
+            elif what == "lifted":
+                self._follow_freeze()
             elif what in ("rescan", "verify"):
                 self._rescan("verify" if what == "verify" else "scan")
             elif what == "mark":
@@ -396,105 +487,42 @@ class Monitor:
     # -- fanotify ----------------------------------------------------------------------------
 
     def _start_fanotify(self) -> None:
-        from secops.fim.fanotify import Fanotify, FanotifyUnavailable
-
-        try:
-            self.fan = Fanotify(gate=True)
-        except FanotifyUnavailable as e:
-            self.log("WARNING", f"fanotify unavailable ({e.message}); ransomware detection "
-                     "works from inotify alone: no writer pids, slower containment")
-            return
-        for root in self.cfg.paths.watch:
-            self._mark_tree(root)
-        t = threading.Thread(target=self._fan_loop, name="secops-fanotify", daemon=True)
-        t.start()
-        self.threads.append(t)
-        self.mode = "fanotify"
-        self.log("INFO", "fanotify: writer pids and the open gate are on")
+        if self.guard.start():
+            self.mode = "fanotify"
+            self.log("INFO", "fanotify: writer pids and the open gate are on")
 
     def _mark_tree(self, top: str) -> None:
-        if self.fan is None:
-            return
-        for folder, dirs, _files in os.walk(top):
-            dirs[:] = [d for d in dirs
-                       if not excluded(d, os.path.join(folder, d), self.excludes)]
-            try:
-                self.fan.watch_dir(folder)
-            except FileNotFoundError:
-                continue  # removed while we walked
-            except OSError as e:
-                self.log("WARNING", f"fanotify: {e}")
-                if e.errno == errno.ENOSPC:
-                    return  # out of marks: the rest is inotify's
-
-    def _fan_loop(self) -> None:
-        try:
-            self.fan.run(self._on_fan, self.stop_event)
-        except Exception as e:
-            self.log("ERROR", f"fanotify thread stopped: {e!r}; inotify carries on")
-        finally:
-            self.fan.close()  # releases any open still waiting on the gate
-            self.mode = "inotify"
-
-    def _on_fan(self, ev: Any) -> bool:
-        """In the fanotify thread: keep it lean; never open a watched file here."""
-        if ev.kind == "open_perm":
-            return ev.pid not in self.stopped_pids
-        if ev.kind == "overflow":
-            self.q.put(("rescan",))
-            return True
-        path = ev.path
-        if ev.kind != "close_write" or not path:
-            return True
-        now = time.time()
-        if is_canary(path):
-            obs = Observation(now, "modified", path, pid=ev.pid, canary=True)
-        else:
-            if self._excluded(path):
-                return True
-            try:
-                size = os.fstat(ev.fd).st_size
-                probe = probe_fd(ev.fd, size)
-                sample = os.pread(ev.fd, 4096, 0) if size <= 65536 and \
-                    probe.ftype in TEXTUAL and path not in self.index else b""
-            except OSError:
-                return True
-            before = self.index.get(path) or self._renamed_from(ev.fd)
-            obs = Observation(now, "modified" if before else "added", path, before=before,
-                              after=probe, pid=ev.pid, text_sample=sample)
-            self.fan_seen[path] = now
-            if len(self.fan_seen) > 50_000:
-                self.fan_seen.clear()
-        verdict = self.detector.observe(obs, self.in_maintenance)
-        if verdict is not None:
-            pids = verdict.pids
-            if self.cfg.integrity.contain and pids:
-                self.stopped_pids.update(pids)
-                stopped = contain.stop_processes(pids)
-            else:
-                stopped = [contain.describe_process(p) for p in pids]
-            self.q.put(("alarm", verdict, stopped))
-            return ev.pid not in self.stopped_pids
-        return True
+        self.guard.mark_tree(top)
 
     # -- alarms and containment ------------------------------------------------------------
 
     def _on_verdict(self, verdict: Verdict, paths: Sequence[str],
-                    processes: list[dict[str, Any]] | None) -> None:
+                    stopped: list[dict[str, Any]] | None) -> None:
+        """An alarm: contain, record, raise ``ransomware.suspected``.
+
+        ``stopped`` are the processes the gate or sentry thread stopped for it. Each one is
+        recorded in the freeze (a new one, or the active one it joins) and named in an event,
+        however many alarms came before: a stop is never silent. Without a new stop, more
+        evidence on files already alarmed on, or during the freeze of the same writers, only
+        goes to the log. The attack's memory ends when its freeze is lifted.
+        """
+        self._follow_freeze()
+        processes = [_described(p) for p in stopped or []]
+        newly = [p for p in processes if p.get("stopped")]
         keys = {f.key for f in verdict.findings}
-        if keys and keys <= self.alarmed:
-            # the same files seen again through the other channel (a rename reported by
-            # inotify after fanotify judged the write): not a new alarm
-            self.log("INFO", f"further evidence on {len(keys)} file(s) already alarmed on")
-            return
+        if not newly:
+            if keys and keys <= self.alarmed:
+                # the same files seen again through the other channel (a rename reported by
+                # inotify after fanotify judged the write): not a new alarm
+                self.log("INFO", f"further evidence on {len(keys)} file(s) already alarmed on")
+                return
+            if self.freeze_id is not None and not set(verdict.pids) - self.reported_pids:
+                # contained already, and no new writer: more of the same attack (e.g. inotify
+                # catching up with what was written before the freeze) joins the first alarm
+                self.log("INFO", f"further evidence during freeze {self.freeze_id}: "
+                         f"{len(keys)} file(s), score {verdict.score}")
+                return
         self.alarmed |= keys
-        new_pids = set(verdict.pids) - self.stopped_pids - self.reported_pids
-        if self.freeze_id is not None and not new_pids:
-            # contained already, and no new writer: more of the same attack (e.g. inotify
-            # catching up with what was written before the freeze) joins the first alarm
-            self.log("INFO", f"further evidence during freeze {self.freeze_id}: "
-                     f"{len(keys)} file(s), score {verdict.score}")
-            return
         self.reported_pids |= set(verdict.pids)
         details: dict[str, Any] = {
             "score": verdict.score, "paths": list(paths)[:200],
@@ -510,19 +538,34 @@ class Monitor:
         self.log("ERROR", f"ransomware.suspected score={verdict.score} files={len(paths)} "
                  f"pids={verdict.pids}")
         if self.cfg.integrity.contain:  # contain first: the event fires the playbooks,
-            stopped = self._freeze(verdict)  # whose freeze then joins this one
-            details["processes"] = stopped or details["processes"]
+            recorded = self._freeze(verdict, processes)  # whose freeze then joins this one
+            details["processes"] = recorded or details["processes"]
+            details["freeze_id"] = self.freeze_id
         self.alert("ransomware.suspected", "critical", details)
 
-    def _freeze(self, verdict: Verdict) -> list[dict[str, Any]]:
-        """Contain now; the processes it stopped (for the alarm's evidence)."""
-        # the writers the fanotify thread stopped are stopped again (a no-op) and recorded;
+    def _follow_freeze(self) -> None:
+        """Take in the freeze state (the CLI and playbooks freeze and lift it too)."""
+        active = self.state.active_freeze()
+        if self.freeze_id is not None and (active is None or active.id != self.freeze_id):
+            self.log("INFO", f"freeze {self.freeze_id} lifted; writers may open files again "
+                     "and a new alarm starts afresh")
+            self.alarmed.clear()
+            self.reported_pids.clear()
+        self.freeze_id = active.id if active is not None else None
+
+    def _freeze(self, verdict: Verdict, stopped: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Contain now: record the processes stopped (and stop the other writers), freeze the
+        trees or join the active freeze; the processes recorded (for the alarm's evidence)."""
         # without any writer pid (inotify only), whoever writes under the folders is stopped
         result = contain.freeze(self.cfg, self.state, verdict.pids,
-                                f"ransomware.suspected score {verdict.score}")
-        self.stopped_pids.update(p["pid"] for p in result["processes"] if p.get("stopped"))
+                                f"ransomware.suspected score {verdict.score}", stopped=stopped)
         self.freeze_id = result["freeze_id"]
+        self._lift_told = None
         if result["already"]:
+            new = [p["pid"] for p in stopped if p.get("stopped")]
+            if new:
+                self.log("ERROR", f"integrity.frozen: freeze {self.freeze_id}: "
+                         f"{len(new)} more process(es) stopped and recorded: pids {new}")
             return list(result["processes"])
         self.log("ERROR", f"integrity.frozen: freeze {self.freeze_id}: "
                  f"{result['paths_frozen']} paths immutable, {len(result['processes'])} "
@@ -547,6 +590,15 @@ class Monitor:
         self.log("INFO", f"freeze {freeze_id}: pre-attack snapshots {pinned}")
         self.alert("integrity.snapshot_pinned", "info",
                    {"freeze_id": freeze_id, "snapshots": pinned})
+
+
+def _described(stopped: dict[str, Any]) -> dict[str, Any]:
+    """A stop record with what /proc says of the process (if it is still the one stopped)."""
+    info = dict(stopped)
+    pid, start = int(stopped["pid"]), stopped.get("start")
+    if start is not None and procid.start_time(pid) == start:
+        info = {**contain.describe_process(pid), **stopped}
+    return info
 
 
 def _measure_quietly(path: str) -> Record | None:

@@ -43,7 +43,8 @@ RESULTS_FALLBACK: dict[str, int] = {}
 
 def make_office(tmp_path: Path, extra_tail: str = "") -> Office:
     office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))],
-                    backup_extra=FAST, tail=TAIL + extra_tail)
+                    backup_extra=FAST, tail=TAIL + extra_tail,
+                    lock_wait=180)  # the pins (restic tag, exclusive) may run meanwhile
     make_corpus(office.data, n=300, seed=7)
     office.write()
     assert office.run("init").code == 0

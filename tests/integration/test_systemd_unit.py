@@ -132,7 +132,9 @@ def test_notify_service_settings() -> None:
     settings = dict(_settings(UNIT.read_text()))
     assert settings["Type"] == "notify"
     assert settings["NotifyAccess"] == "main"
-    assert settings["WatchdogSec"] == "60"
+    assert settings["WatchdogSec"] == "20"  # the open gate's bound: docs/systemd.md
+    assert settings["TimeoutAbortSec"] == "5"
+    assert int(settings["LimitNOFILE"]) >= 65536  # an event without a free fd is denied
     assert settings["KillMode"] == "mixed"
     assert int(settings["TimeoutStopSec"]) >= 10  # the daemon exits within 10 s of SIGTERM
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -346,3 +347,96 @@ def test_watching_a_missing_folder_names_it(fa: Fanotify, tmp_path: Path) -> Non
 def test_the_mark_limit_is_named() -> None:
     error = mark_error(errno.ENOSPC, "/srv/elections")
     assert "max_user_marks" in str(error) and "/srv/elections" in str(error)
+
+
+# -- filesystem marks, ignore marks, giving a group up ----------------------------------------
+
+def test_a_filesystem_mark_reports_writes_in_folders_nobody_marked(tmp_path: Path) -> None:
+    base = Path(os.path.realpath(tmp_path))
+    new = base / "new" / "deeper"
+    new.mkdir(parents=True)
+    seen = Recorder()
+    with Fanotify(gate=False) as fa:
+        fa.watch_filesystem(str(base))
+        with running(fa, seen):
+            proc = child(WRITE_FILES, new / "a.txt")
+            finish(proc)
+            event = seen.wait_for("close_write", new / "a.txt")
+    assert event.pid == proc.pid
+    with Fanotify(gate=True) as fa, pytest.raises(ValueError, match="filesystems"):
+        fa.watch_filesystem(str(base))  # every open on the disk would wait for us
+
+
+def test_ignored_files_and_folders_produce_no_events(tmp_path: Path) -> None:
+    """The daemon's own SQLite files: a descriptor of one, closed by us, would drop our
+    POSIX locks on it. An ignored file stays ignored through a hard link too."""
+    base = Path(os.path.realpath(tmp_path))
+    state, watched = base / "state", base / "watched"
+    state.mkdir()
+    watched.mkdir()
+    db = state / "state.db"
+    db.write_text("x")
+    os.link(db, watched / "link-to-db")
+    seen = Recorder()
+    with Fanotify(gate=True) as gate, Fanotify(gate=False) as sentry:
+        gate.watch_dir(str(watched))
+        sentry.watch_filesystem(str(base))
+        for fa in (gate, sentry):
+            fa.ignore(str(state))
+            fa.ignore(str(db))
+        with running(gate, seen), running(sentry, seen):
+            finish(child(WRITE_FILES, db, state / "new.txt", watched / "link-to-db",
+                         watched / "sentinel"))
+            seen.wait_for("close_write", watched / "sentinel")
+            seen.wait_for("open_perm", watched / "sentinel")
+    assert {s.path for s in seen.seen} == {str(watched / "sentinel")}
+
+
+def test_abandon_releases_what_a_stuck_callback_holds(fa: Fanotify, folder: Path) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck(event: Event) -> bool:
+        if event.kind == "open_perm":
+            entered.set()
+            release.wait(WAIT_S)
+        return DENY  # what the stuck thread would say, too late: nobody hears it
+
+    fa.watch_dir(str(folder))
+    loop = Loop(fa, stuck)
+    proc = child(OPEN_AND_REPORT, folder / "target")
+    try:
+        assert entered.wait(WAIT_S)
+        assert fa.allow_in_flight() >= 1  # the open the stuck thread holds
+        fa.abandon()  # and the group itself: the kernel allows the rest
+        assert finish(proc) == "read original"
+        release.set()
+        loop.thread.join(WAIT_S)
+        assert not loop.thread.is_alive(), "run() did not return after the callback did"
+    finally:
+        release.set()
+        loop.join()
+    assert loop.error is None  # its late answer was refused (ENOENT) and ignored
+
+
+def test_the_pulse_beats_while_idle_and_while_busy(fa: Fanotify, folder: Path) -> None:
+    beats: list[bool] = []
+
+    class Pulse:
+        def beat(self, busy: bool) -> None:
+            beats.append(busy)
+
+    stop = threading.Event()
+    t = threading.Thread(target=fa.run, args=(Recorder(), stop),
+                         kwargs={"poll_s": 0.02, "pulse": Pulse()}, daemon=True)
+    fa.watch_dir(str(folder))
+    t.start()
+    try:
+        finish(child(OPEN_AND_REPORT, folder / "target"))
+        deadline = time.monotonic() + WAIT_S
+        while beats.count(False) < 5 or True not in beats:
+            assert time.monotonic() < deadline, beats[-20:]
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        t.join(WAIT_S)
