@@ -27,7 +27,7 @@ from secops.errors import (
     TargetUnreachable,
     UsageError,
 )
-from secops.files import check_secret_file, read_env_file
+from secops.files import check_secret_file, exclusive, read_env_file
 from secops.layout import StateDir
 from secops.manifest.store import Built, build_and_sign, changed_since
 
@@ -107,23 +107,77 @@ class Engine:
                 self.clock.sleep(min(delay, left))
                 delay = min(delay * 2, 30.0)
 
+    def retag(self, repo: Repo, snap: Snapshot, add: Sequence[str] = (),
+              remove: Sequence[str] = ()) -> Snapshot:
+        """``restic tag`` and the snapshot it became (restic rewrites it under a new id),
+        recorded in ``state.db`` so that every id secops handed out still resolves
+        (``lineage.current``). One tagging at a time per office (``tag.lock``): the
+        monitor's pin and a playbook's pin of the same snapshot run one after the other,
+        the second on the id the first left (restic 0.14 tags a vanished id with exit 0 and
+        "no snapshots were modified")."""
+        from secops.backup import lineage
+
+        state_dir = Path(self.cfg.paths.state_dir)
+        db = state_dir / "state.db"
+        with exclusive(state_dir / "tag.lock"):
+            self.settle_lineage(repo)
+            now_id = lineage.current(db, repo.name, snap.id)
+            before = snap
+            if now_id != snap.id:
+                found = [s for s in self.restic.snapshots(repo) if s.id == now_id]
+                if not found:
+                    raise BackupError(f"target {repo.name!r}: snapshot {snap.short_id} is "
+                                      "gone (it was tagged, and what it became no longer "
+                                      "exists)", target=repo.name)
+                before = found[0]
+            lineage.intend(db, before)
+            self.with_lock_retry(repo, functools.partial(self.restic.tag, repo, before.id,
+                                                         add=add, remove=remove))
+            after = lineage.successor(before, self.restic.snapshots(repo))
+            if after is None or not set(add) <= set(after.tags) or set(remove) & set(after.tags):
+                raise BackupError(f"target {repo.name!r}: tagging snapshot {snap.short_id} "
+                                  "had no effect, or the snapshot it became cannot be found",
+                                  target=repo.name)
+            lineage.record(db, repo.name, before.id, after.id)
+            return after
+
+    def settle_lineage(self, repo: Repo) -> None:
+        """Finish the record of a tagging a killed process left (``lineage.settle``): one
+        listing, only when there is such a tagging."""
+        from secops.backup import lineage
+
+        if lineage.unsettled(Path(self.cfg.paths.state_dir) / "state.db", repo.name):
+            self._settle_from(repo, self._list(repo))
+
+    def _settle_from(self, repo: Repo, listed: Sequence[Snapshot]) -> None:
+        from secops.backup import lineage
+
+        db = Path(self.cfg.paths.state_dir) / "state.db"
+        if lineage.unsettled(db, repo.name):
+            lineage.settle(db, repo.name, listed)
+
     def audit_anchor(self) -> tuple[str, ...]:
         """Sign a checkpoint of the audit log and name it in the snapshot's tags
-        (``audit:<seq>:<head>``): on an append-only target, an anchor the server cannot
-        take back, which ``secops audit verify`` compares with the local log."""
-        from secops.audit.log import AuditLog, key_state_path
-        from secops.audit.verify import AUDIT_TAG
+        (``audit:<seq>:<head>``, and ``audit-root:<id>`` of the checkpoint chain's root): on an
+        append-only target, anchors the server cannot take back, which ``secops audit
+        verify`` compares with the local log."""
+        from secops.audit.log import AuditLog, audit_root_path, key_state_path
+        from secops.audit.verify import AUDIT_TAG, ROOT_TAG
+        from secops.keys.signature import load_public_key, public_key_id
 
         state_dir = Path(self.cfg.paths.state_dir)
         if not key_state_path(state_dir).exists():
             return ()
         try:
             cp = AuditLog(state_dir, self.cfg.office.code).checkpoint()
+            root = audit_root_path(state_dir)
+            tags = (f"{ROOT_TAG}{public_key_id(load_public_key(root))}",) \
+                if root.exists() else ()
         except (SecopsError, OSError):
             return ()  # the backup matters more; `audit verify` will say what is wrong
         if cp["seq"] < 0:
-            return ()
-        return (f"{AUDIT_TAG}{cp['seq']}:{cp['head'][:32]}",)
+            return tags
+        return (f"{AUDIT_TAG}{cp['seq']}:{cp['head'][:32]}", *tags)
 
     def build_manifest(self) -> Built:
         """Scan, hash what changed, and sign the manifest that goes into the snapshot."""
@@ -189,7 +243,9 @@ class Engine:
         for target in select_targets(self.cfg, target_name):
             try:
                 repo = self.open(target)
-                snaps += self._list(repo)
+                listed = self._list(repo)
+                self._settle_from(repo, listed)
+                snaps += listed
             except SecopsError as e:
                 failures.append((target.name, e))
         return snaps, failures

@@ -18,6 +18,7 @@ class Snapshot:
     paths: tuple[str, ...]
     tags: tuple[str, ...]
     hostname: str
+    tree: str = ""          # restic keeps it (and the time) when `tag` rewrites a snapshot
 
     def to_json(self) -> dict[str, Any]:
         return {

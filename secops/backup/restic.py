@@ -198,8 +198,8 @@ class Restic:
 
     def tag(self, repo: Repo, snapshot_id: str, add: Sequence[str] = (),
             remove: Sequence[str] = ()) -> None:
-        """Add or remove tags (restic rewrites the snapshot under a new id; find it by its
-        tags)."""
+        """Add or remove tags. restic rewrites the snapshot under a new id (same tree and
+        time): call it through ``Engine.retag``, which finds and records the new id."""
         args = ["tag"]
         for t in add:
             args += ["--add", t]
@@ -262,6 +262,7 @@ def snapshot_from_json(target: str, item: dict[str, Any]) -> Snapshot:
         paths=tuple(item.get("paths") or ()),
         tags=tuple(item.get("tags") or ()),
         hostname=str(item.get("hostname", "")),
+        tree=str(item.get("tree", "")),
     )
 
 

@@ -1,0 +1,98 @@
+"""``restic tag`` rewrites a snapshot under a new id: every id secops handed out (a pin, a
+drill, an incident) still resolves to a snapshot that exists, through ``lineage.current``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from integration.office import Office, target_toml
+from secops.backup import lineage
+from secops.backup.engine import Engine
+from secops.config.loader import load_config
+
+pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
+
+
+def test_a_retagged_snapshot_is_found_under_its_new_id(tmp_path: Path) -> None:
+    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))]).write()
+    assert office.run("init").code == 0
+    assert office.run("backup", "now").code == 0
+    cfg = load_config(office.config)
+    engine = Engine.from_config(cfg)
+    repo = engine.open(cfg.backup.targets[0])
+    first = engine.restic.snapshots(repo)[-1]
+    db = office.state / "state.db"
+    assert lineage.current(db, "local", first.id) == first.id  # the untouched twin
+    pinned = engine.retag(repo, first, add=("pinned", "freeze-1"))
+    unpinned = engine.retag(repo, pinned, remove=("pinned",))
+    ids = {s.id for s in engine.restic.snapshots(repo)}
+    assert first.id not in ids and pinned.id not in ids  # restic really rewrote it, twice
+    assert unpinned.id in ids and unpinned.tree == first.tree
+    for handed_out in (first.id, first.short_id, pinned.id):
+        assert lineage.current(db, "local", handed_out) == unpinned.id
+    # the CLI takes an id secops handed out before the rewrites, as it was handed out
+    restored = office.run("restore", first.short_id, "--to", str(tmp_path / "back"))
+    assert restored.code == 0, restored.out + restored.err
+
+
+def test_two_pins_of_one_snapshot_at_once_both_hold(tmp_path: Path) -> None:
+    """The monitor's freeze pin and a playbook's pin race on the same snapshot: the second
+    used to tag an id the first had just rewritten (restic 0.14: exit 0, "no snapshots were
+    modified") and its tag was silently lost."""
+    import threading
+
+    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))]).write()
+    assert office.run("init").code == 0
+    assert office.run("backup", "now").code == 0
+    cfg = load_config(office.config)
+    engine = Engine.from_config(cfg)
+    repo = engine.open(cfg.backup.targets[0])
+    snap = engine.restic.snapshots(repo)[-1]
+    errors: list[BaseException] = []
+
+    def pin(label: str) -> None:
+        try:
+            Engine.from_config(cfg).retag(repo, snap, add=("pinned", label))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=pin, args=(f"freeze-{i}",)) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors
+    now = [s for s in engine.restic.snapshots(repo) if s.tree == snap.tree]
+    assert len(now) == 1 and {"pinned", "freeze-1", "freeze-2"} <= set(now[0].tags)
+    assert lineage.current(office.state / "state.db", "local", snap.id) == now[0].id
+
+
+def test_a_tagging_killed_before_its_record_still_resolves(tmp_path: Path) -> None:
+    """The demo stopped the daemon while a playbook pinned: restic had rewritten the
+    snapshot, the listing after it was interrupted, no new id was recorded, and the id the
+    freeze had handed out named nothing ("no snapshot ..." on restore). The intent recorded
+    before restic ran lets the next listing, tagging or restore finish the record."""
+    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))]).write()
+    assert office.run("init").code == 0
+    assert office.run("backup", "now").code == 0
+    cfg = load_config(office.config)
+    engine = Engine.from_config(cfg)
+    repo = engine.open(cfg.backup.targets[0])
+    first = engine.restic.snapshots(repo)[-1]
+    db = office.state / "state.db"
+    lineage.intend(db, first)  # what retag does first; then the process is killed ...
+    engine.restic.tag(repo, first.id, add=("pinned",))  # ... after restic ran
+    assert first.id not in {s.id for s in engine.restic.snapshots(repo)}
+    assert lineage.current(db, "local", first.id) == first.id and lineage.unsettled(db, "local")
+    restored = office.run("restore", first.short_id, "--to", str(tmp_path / "back"))
+    assert restored.code == 0, restored.out + restored.err
+    [now] = engine.restic.snapshots(repo)
+    assert lineage.current(db, "local", first.id) == now.id and "pinned" in now.tags
+    assert not lineage.unsettled(db, "local")
+    # the twin: an intent whose tagging never ran settles to the id itself, no rewrite
+    lineage.intend(db, now)
+    listed, failures = engine.snapshots("local")
+    assert not failures and [s.id for s in listed] == [now.id]
+    assert not lineage.unsettled(db, "local") and lineage.current(db, "local", now.id) == now.id
