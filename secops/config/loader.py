@@ -18,6 +18,7 @@ from secops.config.schema import Config, Target
 from secops.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/secops/secops.toml")
+MAX_BYTES = 256 * 1024  # a full example config is under 10 KiB
 _PATH_RE = re.compile(r"at `\$(?P<path>[^`]*)`")
 
 
@@ -32,7 +33,8 @@ def default_config_path(explicit: str | None) -> Path:
 def load_config(path: Path) -> Config:
     """Read, validate and normalise the config at ``path``."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found",
@@ -40,11 +42,18 @@ def load_config(path: Path) -> Config:
         ) from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_BYTES // 1024} KiB: not a secops config")
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: TOML syntax error: arrays or tables nested too deeply") \
+            from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
         raise ConfigError(f"{path}: TOML syntax error: {e}") from None
     return parse_config(raw, path)
 
@@ -57,7 +66,12 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         cfg = msgspec.convert(raw, Config, strict=True)
     except msgspec.ValidationError as e:
         raise ConfigError(f"{path}: {describe_validation_error(str(e))}") from None
-    cfg = _resolve_paths(cfg, path.parent.absolute())
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply") from None
+    from secops.config.checks import check_values
+
+    check_values(cfg, str(path))
+    cfg = _resolve_paths(cfg, path.parent.absolute(), path)
     cfg = msgspec.structs.replace(cfg, source=str(path))
     _check_semantics(cfg, path)
     return cfg
@@ -82,51 +96,71 @@ def describe_validation_error(message: str) -> str:
     return f"{key_path}: {text}" if key_path else text
 
 
-def _resolve(base: Path, value: str) -> str:
-    p = Path(value).expanduser()
+def _resolve(base: Path, value: str, key: str, source: Path) -> str:
+    try:
+        p = Path(value).expanduser()
+    except RuntimeError:  # ~name of a user this system does not know
+        raise ConfigError(f"{source}: {key}: {value!r}: no such user's home folder "
+                          "(write the path out)") from None
     return str(p if p.is_absolute() else (base / p))
 
 
-def _resolve_target(base: Path, t: Target) -> Target:
+def _resolve_target(base: Path, t: Target, key: str, source: Path) -> Target:
     repo = t.repository
+
+    def opt(value: str | None, name: str) -> str | None:
+        return _resolve(base, value, f"{key}.{name}", source) if value else None
+
     if ":" not in repo.split("/", 1)[0] or repo.startswith("local:"):
         prefix = "local:" if repo.startswith("local:") else ""
-        repo = prefix + os.path.normpath(_resolve(base, repo.removeprefix("local:")))
+        repo = prefix + os.path.normpath(_resolve(base, repo.removeprefix("local:"),
+                                                  f"{key}.repository", source))
     return msgspec.structs.replace(
         t,
         repository=repo,
-        env_file=_resolve(base, t.env_file) if t.env_file else None,
-        password_file=_resolve(base, t.password_file) if t.password_file else None,
-        ssh_identity=_resolve(base, t.ssh_identity) if t.ssh_identity else None,
+        env_file=opt(t.env_file, "env_file"),
+        password_file=opt(t.password_file, "password_file"),
+        ssh_identity=opt(t.ssh_identity, "ssh_identity"),
     )
 
 
-def _resolve_paths(cfg: Config, base: Path) -> Config:
+def _resolve_paths(cfg: Config, base: Path, src: Path) -> Config:
+
+    def path(value: str, key: str) -> str:
+        return os.path.normpath(_resolve(base, value, key, src))
+
+    def opt(value: str | None, key: str) -> str | None:
+        return path(value, key) if value else None
+
     paths = msgspec.structs.replace(
         cfg.paths,
-        state_dir=os.path.normpath(_resolve(base, cfg.paths.state_dir)),
-        watch=[os.path.normpath(_resolve(base, w)) for w in cfg.paths.watch],
+        state_dir=path(cfg.paths.state_dir, "paths.state_dir"),
+        watch=[path(w, f"paths.watch[{i}]") for i, w in enumerate(cfg.paths.watch)],
     )
-    targets = [_resolve_target(base, t) for t in cfg.backup.targets]
+    targets = [_resolve_target(base, t, f"backup.targets[{i}]", src)
+               for i, t in enumerate(cfg.backup.targets)]
     backup = msgspec.structs.replace(cfg.backup, targets=targets)
-
-    def opt(value: str | None) -> str | None:
-        return os.path.normpath(_resolve(base, value)) if value else None
 
     n = cfg.notify
     notify = msgspec.structs.replace(
-        n, smtp_password_file=opt(n.smtp_password_file),
-        webhook_secret_file=opt(n.webhook_secret_file), drop_dir=opt(n.drop_dir))
+        n, smtp_password_file=opt(n.smtp_password_file, "notify.smtp_password_file"),
+        webhook_secret_file=opt(n.webhook_secret_file, "notify.webhook_secret_file"),
+        drop_dir=opt(n.drop_dir, "notify.drop_dir"))
     pb = cfg.playbooks
     playbooks = msgspec.structs.replace(
-        pb, dir=os.path.normpath(_resolve(base, pb.dir)),
-        uploads=[msgspec.structs.replace(u, identity=os.path.normpath(_resolve(base, u.identity)))
-                 for u in pb.uploads])
+        pb, dir=path(pb.dir, "playbooks.dir"),
+        uploads=[msgspec.structs.replace(u, identity=path(u.identity,
+                                                          f"playbooks.uploads[{i}].identity"))
+                 for i, u in enumerate(pb.uploads)])
     logs = msgspec.structs.replace(
-        cfg.logs, seal=[os.path.normpath(_resolve(base, p)) for p in cfg.logs.seal],
-        journald_verify_key=opt(cfg.logs.journald_verify_key))
-    return msgspec.structs.replace(cfg, paths=paths, backup=backup, notify=notify,
-                                   playbooks=playbooks, logs=logs)
+        cfg.logs, seal=[path(p, f"logs.seal[{i}]") for i, p in enumerate(cfg.logs.seal)],
+        journald_verify_key=opt(cfg.logs.journald_verify_key, "logs.journald_verify_key"))
+    personal = cfg.office.personal_data
+    office = cfg.office if personal is None else msgspec.structs.replace(
+        cfg.office, personal_data=[path(p, f"office.personal_data[{i}]")
+                                   for i, p in enumerate(personal)])
+    return msgspec.structs.replace(cfg, office=office, paths=paths, backup=backup,
+                                   notify=notify, playbooks=playbooks, logs=logs)
 
 
 def _check_semantics(cfg: Config, path: Path) -> None:
@@ -152,6 +186,11 @@ def _check_semantics(cfg: Config, path: Path) -> None:
                 f"{path}: paths.watch[{i}]: the state_dir {cfg.paths.state_dir} lies inside this "
                 "watched folder; keep secops' own state outside the data it backs up"
             )
+    for i, folder in enumerate(cfg.office.personal_data or []):
+        if not any(Path(folder).is_relative_to(w) for w in cfg.paths.watch):
+            raise ConfigError(
+                f"{path}: office.personal_data[{i}]: {folder} is not inside a watched folder "
+                "(paths.watch): secops neither backs it up nor sees it change")
     from secops.fim.rules import parse_window
 
     for i, rule in enumerate(cfg.integrity.protect):

@@ -25,13 +25,19 @@ class Office(_Strict, kw_only=True, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     code: Name
     language: Literal["vi", "en"] = "vi"
-    # For the incident report (Decree 13/2023/NĐ-CP, Mẫu số 03): where, and who answers for
-    # personal-data protection.
+    # For the incident report (the personal-data breach notice the law in force asks for:
+    # secops/reports/law.toml): where, and who answers for personal-data protection.
+    place: str = ""               # the place name of the date line: "Tân Kỳ, ngày ..."
     address: str = ""
     contact_name: str = ""        # the data-protection contact
     contact_title: str = ""
     contact_phone: str = ""
     contact_email: str = ""
+    # The folders that hold personal data (voter lists, scanned forms, candidate dossiers),
+    # each inside a watched folder; relative paths are relative to the config file. Not set:
+    # only the voter lists (folders named danh-sach-cu-tri) are known to, and the report
+    # says that for any other file it is not yet determined.
+    personal_data: list[Annotated[str, msgspec.Meta(min_length=1)]] | None = None
 
 
 class Paths(_Strict, kw_only=True, frozen=True):

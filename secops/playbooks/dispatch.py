@@ -59,15 +59,42 @@ def run_playbook(cfg: Config, pb: Playbook, event: dict[str, Any], *, dry_run: b
                       stop=stop or threading.Event())
         runner = Runner(ctx, ACTIONS)
         records = runner.run()
-        store.note(incident.id, "playbook.finished", {"playbook": pb.id, "ok": runner.ok()})
-        _audit(cfg, "playbook.finished", {"incident": incident.id, "playbook": pb.id,
-                                          "ok": runner.ok(),
-                                          "failed": [r.step for r in records if not r.ok]},
-               pb.id)
+        # a run stopped by the daemon while an approval waits has not failed: it says so
+        ended = {"ok": runner.ok(), "stopped": ctx.stop.is_set(), "waiting": runner.waiting()}
+        store.note(incident.id, "playbook.finished", {"playbook": pb.id, **ended})
+        _audit(cfg, "playbook.finished", {
+            "incident": incident.id, "playbook": pb.id, **ended,
+            "failed": [r.step for r in records if not (r.ok or r.waiting)]}, pb.id)
         return store.get(incident.id), True, records
     finally:
         if own:
             store.close()
+
+
+def report_failure(cfg: Config, pb: Playbook, event: dict[str, Any], error: BaseException,
+                   log: Log) -> None:
+    """A run that failed is an alert: ``playbook.failed`` in the events table (``secops
+    status``) and, through it, the audit log. Its source is ``playbook``, so it fires no
+    playbook itself. When even the table cannot take it, the audit log still gets it."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from secops.clock import iso_utc
+    from secops.daemon.state import StateDB
+
+    details = {"playbook": pb.id, "version": pb.version, "error": f"{type(error).__name__}: "
+               f"{error}", "event": {k: event.get(k) for k in ("kind", "time", "source")}}
+    severity = "critical" if pb.severity == "critical" else "high"
+    try:
+        db = StateDB(Path(cfg.paths.state_dir) / "state.db", office=cfg.office.code)
+        try:
+            db.add_event(iso_utc(datetime.now(UTC)), "playbook.failed", "playbook", severity,
+                         details)
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError) as e:
+        log("ERROR", f"cannot record the failure of playbook {pb.id} as an alert: {e}")
+        _audit(cfg, "playbook.failed", {"severity": severity, "details": details}, pb.id)
 
 
 def _audit(cfg: Config, kind: str, data: dict[str, Any], playbook: str) -> None:
@@ -124,6 +151,7 @@ class Dispatcher:
             run_playbook(self.cfg, pb, event, dry_run=False, log=self.log, stop=self.stop)
         except Exception as e:  # a playbook's failure never takes the daemon down
             self.log("ERROR", f"playbook {pb.id} failed: {e!r}")
+            report_failure(self.cfg, pb, event, e, self.log)
 
     def close(self, timeout: float = 5.0) -> None:
         self.stop.set()

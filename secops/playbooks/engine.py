@@ -6,13 +6,14 @@ audit log and the incident's timeline. A dry run walks the whole graph and touch
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from secops.clock import local_text
 from secops.config.schema import Config
 from secops.playbooks.catalog import CATALOG
 from secops.playbooks.incidents import Incident, IncidentStore
@@ -39,17 +40,43 @@ class Context:
         return self.incident.id if self.incident is not None else "(dry run)"
 
     def values(self) -> dict[str, Any]:
+        """What ``{...}`` in a step's arguments may name, read when the step runs: times
+        in local time with the zone; snapshot ids as they are now (``restic tag`` rewrites a
+        snapshot under a new id)."""
+        from secops.playbooks import notice
+
         folder = str(self.store.folder(self.incident.id)) if self.store and self.incident \
             else None
         opened = self.incident.opened if self.incident else time.time()
+        regime = notice.regime_for(self.event, opened)
+        due = notice.deadline(self.event, opened, regime)
+        lang = self.cfg.office.language
+        resolve = self._resolver()
         return {
             "event": self.event, "vars": self.playbook.variables,
             "incident": {"id": self.incident_id, "folder": folder,
                          "state": self.incident.state if self.incident else None,
-                         "opened": _local(opened), "deadline_72h": _local(opened + 72 * 3600)},
+                         "opened": local_text(opened),
+                         "deadline_72h": local_text(due.at) if due else "",
+                         "notice_basis": regime.breach_notice_citation(lang) or "",
+                         "notice_form": regime.breach_form_citation(lang) or "",
+                         "snapshots": self._snapshots_text(resolve)},
             "office": {"name": self.cfg.office.name, "code": self.cfg.office.code},
-            "steps": {k: {"outputs": v} for k, v in self.outputs.items()},
+            "steps": {k: {"outputs": current_ids(v, resolve)}
+                      for k, v in self.outputs.items()},
         }
+
+    def _resolver(self) -> Resolve:
+        from secops.backup import lineage
+
+        db = Path(self.cfg.paths.state_dir) / "state.db"
+        return lambda target, snapshot_id: lineage.current(db, target, snapshot_id)
+
+    def _snapshots_text(self, resolve: Resolve) -> str:
+        if self.store is None or self.incident is None:
+            return ""
+        return "; ".join(f"{s['target']}: {resolve(s['target'], s['snapshot_id'])[:8]}"
+                         for s in self.store.snapshots(self.incident.id))
 
 
 @dataclass
@@ -61,18 +88,55 @@ class StepRecord:
     error: str | None = None
     seconds: float = 0.0
     would: str | None = None      # dry run: what it would do
+    action: str | None = None     # an action step's action
+
+    @property
+    def waiting(self) -> bool:
+        """An approval still unanswered when the run stopped (the daemon stopped): neither
+        approved nor failed."""
+        return self.type == "approval" and self.outputs.get("decision") == "waiting"
 
     def as_json(self) -> dict[str, Any]:
-        return {"step": self.step, "type": self.type, "ok": self.ok, "error": self.error,
-                "seconds": round(self.seconds, 3), "would": self.would,
-                "outputs": self.outputs}
+        doc = {"step": self.step, "type": self.type, "ok": self.ok, "error": self.error,
+               "seconds": round(self.seconds, 3), "would": self.would,
+               "outputs": self.outputs}
+        return doc | ({"action": self.action} if self.action else {})
 
 
-def _local(ts: float) -> str:
-    """A time people read in a message: local time with its offset."""
-    from datetime import datetime
+Resolve = Callable[[str, str], str]   # (target, snapshot id) -> the id it has now
+_ID_KEYS = ("id", "snapshot_id", "snapshot", "safety_snapshot")
 
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M %z")
+
+def current_ids(outputs: dict[str, Any], resolve: Resolve) -> dict[str, Any]:
+    """A step's outputs with every snapshot id it names as it is now: ``pinned`` and
+    ``snapshots`` ({target: ...}), a restore's ``snapshot``/``safety_snapshot`` (with its
+    ``target``), a drill's {target: {"snapshot_id"}}; the id a pin had before its tagging
+    (gone since) is left out. Pure given ``resolve``."""
+    def one(target: str, value: Any) -> Any:
+        return resolve(target, value) if isinstance(value, str) and value else value
+
+    def entry(target: str, doc: Any) -> Any:
+        if isinstance(doc, str):
+            return one(target, doc)
+        if not isinstance(doc, dict):
+            return doc
+        out = {k: one(target, v) if k in _ID_KEYS else v for k, v in doc.items()
+               if k != "id_before_tagging"}   # an id that no longer names a snapshot
+        if isinstance(out.get("id"), str) and "short_id" in out:
+            out["short_id"] = out["id"][:8]
+        return out
+
+    out = dict(outputs)
+    if isinstance(out.get("target"), str):
+        out = entry(out["target"], out)
+    for key in ("pinned", "snapshots"):
+        if isinstance(out.get(key), dict):
+            out[key] = {t: entry(t, v) for t, v in out[key].items()}
+    for key, value in out.items():
+        if isinstance(value, dict) and "snapshot_id" in value and key not in (
+                "pinned", "snapshots"):
+            out[key] = entry(key, value)
+    return out
 
 
 class UnknownValue(KeyError):
@@ -141,8 +205,9 @@ def holds(cond: Condition, event: dict[str, Any], variables: dict[str, Any]) -> 
 
 
 def digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False,
-                                     default=str).encode()).hexdigest()
+    from secops.pathtext import dumps  # a file name that is not UTF-8 hashes as b64:...
+
+    return hashlib.sha256(dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
 Action = Callable[[Context, dict[str, Any]], dict[str, Any]]
@@ -165,7 +230,11 @@ class Runner:
         return self.records
 
     def ok(self) -> bool:
-        return all(r.ok for r in self.records)
+        """Every step succeeded (an approval left waiting by a stop is not a failure)."""
+        return all(r.ok or r.waiting for r in self.records)
+
+    def waiting(self) -> list[str]:
+        return [r.step for r in self.records if r.waiting]
 
     # -- real runs -------------------------------------------------------------------------
 
@@ -199,7 +268,8 @@ class Runner:
         try:
             inputs = resolve(step.args, self.ctx.values())
         except UnknownValue as e:
-            rec = StepRecord(step.id, "action", False, error=f"unknown value {{{e.args[0]}}}")
+            rec = StepRecord(step.id, "action", False, error=f"unknown value {{{e.args[0]}}}",
+                             action=spec.name)
             self._record(rec)
             return False, step.on_failure
         self._audit("playbook.step.started", {"step": step.id, "action": spec.name,
@@ -218,7 +288,8 @@ class Runner:
                              f"retry {attempt + 1} of {step.retries}")
                 self.ctx.stop.wait(min(2.0 ** attempt, 30.0))
         ok = error is None
-        rec = StepRecord(step.id, "action", ok, outputs, error, time.monotonic() - started)
+        rec = StepRecord(step.id, "action", ok, outputs, error, time.monotonic() - started,
+                         action=spec.name)
         self._record(rec)
         self._audit("playbook.step.finished", {
             "step": step.id, "action": spec.name, "ok": ok, "error": error,
@@ -269,6 +340,8 @@ class Runner:
             self.ctx.stop.wait(self.ctx.approval_poll_s)
             state = store.approval(incident.id, step.id) or "waiting"
         self._record(StepRecord(step.id, "approval", state == "approved", {"decision": state}))
+        if state == "waiting":   # the run stopped (the daemon stopped): nothing was decided
+            return False, None
         self._audit("playbook.approval.decided", {"step": step.id, "decision": state})
         if state == "approved":
             return True, step.on_success

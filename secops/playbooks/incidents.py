@@ -1,19 +1,21 @@
 """Incidents in ``state_dir/state.db``: state, timeline, evidence, pinned snapshots, approvals.
 
 States move forward only: open → contained → recovered → closed. A run of a playbook opens
-an incident, or joins the open incident of the same playbook (a repeating alert).
+an incident, or joins the open incident of the same playbook (a repeating alert). Its id
+carries the office's local date (``INC-<office>-<yyyymmdd>-<n>``): the day a person reads in
+the report, not the UTC one. The notices sent to the authorities are recorded here too
+(``record_notice``), whichever playbook opened the incident.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from secops import database, pathtext
 from secops.clock import iso_epoch
 from secops.errors import UsageError
 from secops.playbooks.model import STATES
@@ -42,6 +44,10 @@ CREATE TABLE IF NOT EXISTS incident_approvals (
     incident TEXT NOT NULL, step TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
     requested REAL NOT NULL, expires REAL NOT NULL, decided REAL, by TEXT,
     PRIMARY KEY (incident, step)
+);
+CREATE TABLE IF NOT EXISTS incident_notices (
+    incident TEXT NOT NULL, at REAL NOT NULL, to_whom TEXT NOT NULL, how TEXT NOT NULL,
+    by TEXT NOT NULL, recorded REAL NOT NULL, actor TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS trigger_hits (playbook TEXT NOT NULL, time REAL NOT NULL);
 """
@@ -75,7 +81,7 @@ class IncidentStore:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self.office = office
         self.state_dir = db_path.parent
-        self._db = sqlite3.connect(db_path, timeout=30, check_same_thread=False)
+        self._db = database.connect(db_path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
 
@@ -89,8 +95,14 @@ class IncidentStore:
 
     def open_or_join(self, playbook: str, event: dict[str, Any], severity: str
                      ) -> tuple[Incident, bool]:
-        """(incident, True if new). An open incident of the same playbook is joined."""
+        """(incident, True if new). An open incident of the same playbook is joined.
+
+        One write transaction from the first read (``BEGIN IMMEDIATE``): two playbooks run
+        on one event, each in its own thread and connection, never see the same free number;
+        the number follows the highest one of the day (not a count, which a gap breaks).
+        """
         with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
             row = self._db.execute(
                 "SELECT id FROM incidents WHERE playbook = ? AND state != 'closed' "
                 "ORDER BY opened DESC LIMIT 1", (playbook,)).fetchone()
@@ -99,16 +111,19 @@ class IncidentStore:
                 self._add(row[0], now, "event.joined", {"event": event})
                 self._db.execute("UPDATE incidents SET updated = ? WHERE id = ?", (now, row[0]))
                 return self.get(row[0]), False
-            day = datetime.now(UTC).strftime("%Y%m%d")
+            day = datetime.fromtimestamp(now).astimezone().strftime("%Y%m%d")
             prefix = f"INC-{self.office}-{day}-"
-            n = self._db.execute("SELECT count(*) FROM incidents WHERE id LIKE ?",
-                                 (prefix + "%",)).fetchone()[0]
-            incident_id = f"{prefix}{n + 1:03d}"
+            # substr, not LIKE: '_' (allowed in an office code) is a LIKE wildcard
+            n = self._db.execute(
+                "SELECT COALESCE(MAX(CAST(substr(id, ?) AS INTEGER)), 0) FROM incidents "
+                "WHERE substr(id, 1, ?) = ?",
+                (len(prefix) + 1, len(prefix), prefix)).fetchone()[0]
+            incident_id = f"{prefix}{int(n) + 1:03d}"
             self._db.execute(
                 "INSERT INTO incidents (id, playbook, kind, severity, state, opened, updated, "
                 "event) VALUES (?, ?, ?, ?, 'open', ?, ?, ?)",
                 (incident_id, playbook, str(event.get("kind", "")), severity, now, now,
-                 json.dumps(event, ensure_ascii=False)))
+                 pathtext.dumps(event)))
             self._add(incident_id, now, "incident.opened", {"event": event,
                                                             "playbook": playbook})
         return self.get(incident_id), True
@@ -120,7 +135,8 @@ class IncidentStore:
         if r is None:
             raise UsageError(f"no incident {incident_id!r}",
                              hint="'secops incident list' shows them")
-        return Incident(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]), r[9])
+        return Incident(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], pathtext.loads(r[8]),
+                        r[9])
 
     def all(self, include_closed: bool = True) -> list[Incident]:
         rows = self._db.execute("SELECT id FROM incidents ORDER BY opened DESC").fetchall()
@@ -161,13 +177,12 @@ class IncidentStore:
     def _add(self, incident_id: str, when: float, what: str, data: dict[str, Any]) -> None:
         self._db.execute("INSERT INTO incident_timeline (incident, time, what, data) "
                          "VALUES (?, ?, ?, ?)",
-                         (incident_id, when, what, json.dumps(data, ensure_ascii=False,
-                                                              default=str)))
+                         (incident_id, when, what, pathtext.dumps(data, default=str)))
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT time, what, data FROM incident_timeline WHERE "
                                 "incident = ? ORDER BY id", (incident_id,)).fetchall()
-        return [{"time": _iso(r[0]), "what": r[1], **json.loads(r[2])} for r in rows]
+        return [{"time": _iso(r[0]), "what": r[1], **pathtext.loads(r[2])} for r in rows]
 
     def add_evidence(self, incident_id: str, items: list[dict[str, Any]]) -> None:
         with self._db:
@@ -241,6 +256,31 @@ class IncidentStore:
                                 (incident_id,)).fetchall()
         return [{"step": r[0], "state": r[1], "prompt": r[2], "requested": _iso(r[3]),
                  "expires": _iso(r[4]), "decided": _iso(r[5]), "by": r[6]} for r in rows]
+
+    # -- notices to the authorities ---------------------------------------------------------
+
+    def record_notice(self, incident_id: str, *, at: float, to: str, how: str, by: str,
+                      actor: str) -> dict[str, Any]:
+        """That the notice went out: ``at`` (epoch), to whom, how (the letter's number, the
+        portal, a phone call), by whom; ``actor`` is who recorded it. Closed incidents too."""
+        self.get(incident_id)
+        now = time.time()
+        with self._db:
+            self._db.execute("INSERT INTO incident_notices VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (incident_id, at, to, how, by, now, actor))
+            self._db.execute("UPDATE incidents SET updated = ? WHERE id = ?",
+                             (now, incident_id))
+            notice = {"at": _iso(at), "to": to, "how": how, "by": by, "actor": actor}
+            self._add(incident_id, now, "notice.recorded", notice)
+        return notice
+
+    def notices(self, incident_id: str) -> list[dict[str, Any]]:
+        """The recorded notices, the earliest sent first."""
+        rows = self._db.execute("SELECT at, to_whom, how, by, recorded, actor FROM "
+                                "incident_notices WHERE incident = ? ORDER BY at, recorded",
+                                (incident_id,)).fetchall()
+        return [{"at": _iso(r[0]), "to": r[1], "how": r[2], "by": r[3],
+                 "recorded": _iso(r[4]), "actor": r[5]} for r in rows]
 
     # -- thresholds ------------------------------------------------------------------------
 

@@ -1,11 +1,15 @@
 """watchdog observers on every watched folder; callbacks only enqueue.
 
 inotify where it works, polling where it cannot; a queue overflow or a watch that cannot be
-added asks the daemon for an immediate rescan of the affected tree.
+added asks the daemon for an immediate rescan of the affected tree. Without inotify (the
+instance or watch limit reached) a folder is polled, and ``Watcher.degraded`` says which and
+which kernel limit to raise: the daemon turns that into a ``watch.degraded`` alert.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import queue
@@ -75,6 +79,7 @@ class Watcher:
         self.force_polling = force_polling
         self._observers: list[Any] = []
         self.modes: dict[str, str] = {}
+        self.degraded: dict[str, str] = {}  # root -> why it is polled, what to raise
         self._signal = _OverflowSignal(out)
 
     def start(self) -> list[str]:
@@ -95,17 +100,22 @@ class Watcher:
         warnings = []
         handler = _Handler(self.out, self.excludes)
         for root in self.roots:
-            observer: Any = PollingObserver(timeout=2) if self.force_polling else Observer()
-            try:
+            observer: Any = None
+            try:  # Observer() itself opens an inotify instance (EMFILE at the limit)
+                observer = PollingObserver(timeout=2) if self.force_polling else Observer()
                 observer.schedule(handler, root, recursive=True, event_filter=wanted)
                 observer.start()
                 self.modes[root] = "polling" if self.force_polling else "inotify"
             except OSError as e:
+                if observer is not None:
+                    with contextlib.suppress(Exception):  # its inotify thread, if it has one
+                        observer.stop()
                 observer = PollingObserver(timeout=2)
                 observer.schedule(handler, root, recursive=True, event_filter=wanted)
                 observer.start()
                 self.modes[root] = "polling"
-                warnings.append(f"{root}: inotify failed ({e.strerror or e}); polling instead")
+                self.degraded[root] = degraded_message(root, e)
+                warnings.append(self.degraded[root])
                 self.out.put(Change(root, "rescan"))
             self._observers.append(observer)
         return warnings
@@ -120,15 +130,35 @@ class Watcher:
             logging.getLogger(name).removeHandler(self._signal)
 
 
+LIMITS = {errno.EMFILE: ("max_user_instances", 1024), errno.ENOSPC: ("max_user_watches", 524288)}
+
+
+def _limit(name: str) -> int | None:
+    try:
+        with open(f"/proc/sys/fs/inotify/{name}", encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def degraded_message(root: str, e: OSError) -> str:
+    """Why ``root`` is polled, and the sysctl that gives inotify back."""
+    text = f"{root}: inotify failed ({e.strerror or e}); polling instead (every 2 s)"
+    known = LIMITS.get(e.errno or 0)
+    if known is None:
+        return text
+    name, floor = known
+    now = _limit(name)
+    want = max(floor, 2 * now) if now else floor
+    return (f"{text}: the kernel limit fs.inotify.{name} is reached (now {now}); raise it "
+            f"with 'sysctl -w fs.inotify.{name}={want}' and in /etc/sysctl.d/, then restart "
+            "secops (systemctl restart secops)")
+
+
 def inotify_headroom(roots: Sequence[str]) -> tuple[int, int | None]:
     """(folders to watch, fs.inotify.max_user_watches or None if unknown)."""
     folders = 0
     for root in roots:
         for _dir, _subdirs, _files in os.walk(root):
             folders += 1
-    try:
-        with open("/proc/sys/fs/inotify/max_user_watches", encoding="ascii") as f:
-            limit: int | None = int(f.read().strip())
-    except (OSError, ValueError):
-        limit = None
-    return folders, limit
+    return folders, _limit("max_user_watches")

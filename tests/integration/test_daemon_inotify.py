@@ -56,7 +56,7 @@ def test_queue_overflow_triggers_an_immediate_rescan(office: Office) -> None:
         burst.mkdir()
         for i in range(3000):
             (burst / f"f{i:04d}.csv").write_text(f"{i}\n")
-        wait_for(lambda: "rescan (overflow" in d.log(), 30, "the overflow rescan")
+        wait_for(lambda: "rescan (overflow" in d.log(), 180, "the overflow rescan")
         wait_for(lambda: settled(d, office) and len(
             [p for p in files_in_latest_manifest(office) if "/burst/" in p]) == 3000, 90,
             "every burst file in a backup")
