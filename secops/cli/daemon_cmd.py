@@ -1,4 +1,5 @@
-"""``secops run`` (the daemon, in the foreground) and ``secops status``."""
+"""``secops run`` (the daemon, in the foreground) and ``secops status`` (human output in
+local time with its zone; ``--json`` in UTC)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import click
 
 from secops.cli.context import AppContext
 from secops.cli.render import console, emit_json
+from secops.pathtext import display
 
 
 def _logger(json_lines: bool) -> Any:
@@ -67,7 +69,8 @@ def status_doc(app: AppContext) -> dict[str, Any]:
         return {"daemon": "stopped",
                 "targets": {t.name: {"last_snapshot_time": None, "last_ok": None,
                                      "last_error": None} for t in cfg.backup.targets},
-                "pending_changes": 0, "open_incidents": 0, "alerts": []}
+                "pending_changes": 0, "open_incidents": 0, "alerts": [],
+                "integrity_monitor": _monitor(None, "stopped")}
     db = StateDB(db_path)
     try:
         targets = {}
@@ -87,11 +90,21 @@ def status_doc(app: AppContext) -> dict[str, Any]:
             open_incidents = store.open_count()
         finally:
             store.close()
-        return {"daemon": _daemon_state(db.daemon_info()), "targets": targets,
+        daemon = _daemon_state(db.daemon_info())
+        return {"daemon": daemon, "targets": targets,
                 "pending_changes": db.pending_count(), "open_incidents": open_incidents,
-                "alerts": alerts}
+                "alerts": alerts, "integrity_monitor": _monitor(db.monitor_info(), daemon)}
     finally:
         db.close()
+
+
+def _monitor(info: dict[str, Any] | None, daemon: str) -> dict[str, Any]:
+    """The integrity monitor as the daemon last recorded it: ``status`` starting |
+    running | stopped | off (None: never recorded), ``since``, ``error`` (why it died)."""
+    doc = {"status": None, "since": None, "error": None, **(info or {})}
+    if daemon != "running" and doc["status"] in ("starting", "running"):
+        doc["status"] = "stopped"  # with the daemon (or the daemon was killed)
+    return doc
 
 
 @click.command("status")
@@ -106,9 +119,16 @@ def status(app: AppContext, as_json: bool) -> int:
     con = console()
     con.print(f"daemon: {doc['daemon']}; pending changes: {doc['pending_changes']}; "
               f"open incidents: {doc['open_incidents']}")
+    mon = doc["integrity_monitor"]
+    if doc["daemon"] == "running" and mon["error"]:
+        from rich.markup import escape
+
+        con.print(f"  [bold red]integrity monitor STOPPED[/] since {_local(mon['since'])}: "
+                  "no ransomware detection or containment until the daemon restarts "
+                  f"({escape(display(mon['error']))})")
     for name, t in doc["targets"].items():
         state = {True: "[green]ok[/]", False: "[red]FAILING[/]", None: "never"}[t["last_ok"]]
-        con.print(f"  {name:<12} {state}  last backup: {t['last_snapshot_time'] or '-'}"
+        con.print(f"  {name:<12} {state}  last backup: {_local(t['last_snapshot_time'])}"
                   + (f"  error: {t['last_error']}" if t["last_error"] else ""))
     for a in doc["alerts"][:10]:
         con.print(f"  {_local(a['time'])}  {a['kind']:<30} {_gist(a)}", markup=False,
@@ -118,12 +138,12 @@ def status(app: AppContext, as_json: bool) -> int:
     return 0
 
 
-def _local(iso: str) -> str:
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().strftime(
-            "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return iso
+def _local(iso: str | None) -> str:
+    """ISO UTC (the JSON) as a person reads it: local time with its zone."""
+    from secops.clock import local_text, parse_iso
+
+    ts = parse_iso(iso)
+    return local_text(ts, seconds=True) if ts is not None else (iso or "-")
 
 
 def _gist(alert: dict[str, Any]) -> str:
@@ -138,7 +158,8 @@ def _gist(alert: dict[str, Any]) -> str:
             parts.append(f"{key.replace('_', ' ')} {d[key]}")
     paths = alert.get("paths") or []
     if paths:
-        parts.append(f"{paths[0]}" + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""))
+        parts.append(display(str(paths[0])) +
+                     (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""))
     text = "; ".join(str(p) for p in parts)
     return text if len(text) <= 110 else text[:107] + "..."
 

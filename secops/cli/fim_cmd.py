@@ -102,30 +102,32 @@ def _fim_run(app: AppContext, mode: str, as_json: bool) -> int:
 def _show(doc: dict[str, Any], changes: list[Any]) -> None:
     from rich.table import Table
 
+    from secops.pathtext import display  # a name that is not UTF-8: \xff, marked
+
     out = console()
     out.print(f"{doc['mode']}: {doc['files']} files, {doc['hashed']} hashed "
               f"({human_bytes(doc['hashed_bytes'])}) in {doc['seconds']:.2f} s")
     if changes:
         table = Table("change", "path", "detail")
         for c in changes[:500]:
-            detail = f"from {c.old_path}" if c.old_path else ""
+            detail = f"from {display(c.old_path)}" if c.old_path else ""
             if c.kind == "meta":
                 j = c.as_json()
                 detail = f"mode {j['mode_before']}→{j['mode_after']}, owner " \
                          f"{j['owner_before']}→{j['owner_after']}"
             if c.stealth:
                 detail = "content changed, timestamps unchanged"
-            table.add_row(c.kind, c.path, detail)
+            table.add_row(c.kind, display(c.path), detail)
         out.print(table)
     for u in doc["unauthorized"]:
-        out.print(f"[bold red]unauthorised change[/] {u['kind']} {u['path']} "
+        out.print(f"[bold red]unauthorised change[/] {u['kind']} {display(u['path'])} "
                   f"(rule {', '.join(u['rule'])}; windows {', '.join(u['windows']) or 'none'})")
         if u.get("diff"):
             out.print(u["diff"], markup=False, highlight=False)
     for path in doc["canaries_touched"]:
-        out.print(f"[bold red]canary file changed or removed[/] {path}")
+        out.print(f"[bold red]canary file changed or removed[/] {display(path)}")
     for line in doc["unreadable"]:
-        out.print(f"[yellow]unreadable[/] {line}")
+        out.print(f"[yellow]unreadable[/] {display(line)}")
 
 
 @fim.command("baseline")

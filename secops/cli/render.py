@@ -12,7 +12,11 @@ if TYPE_CHECKING:
 
 
 def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+    """Always valid UTF-8: a file name that is not UTF-8 appears as ``b64:...``
+    (:mod:`secops.pathtext`, the form the stores keep)."""
+    from secops.pathtext import encode_tree
+
+    sys.stdout.write(json.dumps(encode_tree(doc), ensure_ascii=False, indent=2) + "\n")
 
 
 def console(stderr: bool = False) -> Console:

@@ -6,19 +6,24 @@
 - ``targets``: per target, the start time of its last successful backup (``synced_at``),
   failures and retry schedule;
 - ``events``: alerts for ``secops status`` (and, later, the playbooks);
-- ``daemon``: pid and heartbeat, so ``secops status`` knows whether the daemon runs.
+- ``daemon``: pid and heartbeat, so ``secops status`` knows whether the daemon runs; the
+  integrity monitor's state (running, or stopped and why).
+
+Paths (``pending``, event details) are stored through :mod:`secops.pathtext`: a file name
+that is not UTF-8 is kept exactly, as ``b64:...``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from secops import database, pathtext
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY, last_seen REAL NOT NULL);
@@ -67,7 +72,7 @@ class StateDB:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.office = office
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self.db = database.connect(path, timeout=30, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL survives a killed process; after a power loss the start-up rescan
         # finds what the last transactions held.
@@ -80,7 +85,7 @@ class StateDB:
     # -- changes ---------------------------------------------------------------------------
 
     def record_changes(self, paths: Iterable[str], when: float) -> int:
-        rows = [(p, when) for p in paths]
+        rows = [(pathtext.encode(p), when) for p in paths]
         if not rows:
             return 0
         with self.db:
@@ -167,7 +172,7 @@ class StateDB:
             self.db.execute("INSERT INTO events (time, kind, source, severity, details) "
                             "VALUES (?, ?, ?, ?, ?)",
                             (time_iso, kind, source, severity,
-                             json.dumps(details, ensure_ascii=False)))
+                             pathtext.dumps(details)))
         self.audit(kind, source, {"severity": severity, "details": details})
 
     def audit(self, kind: str, actor: str, data: dict[str, Any]) -> None:
@@ -191,13 +196,13 @@ class StateDB:
         rows = self.db.execute("SELECT id, time, kind, source, severity, details FROM events "
                                "WHERE id > ? ORDER BY id LIMIT ?", (event_id, limit)).fetchall()
         return [(int(r[0]), {"kind": r[2], "time": r[1], "source": r[3], "severity": r[4],
-                             "details": json.loads(r[5])}) for r in rows]
+                             "details": pathtext.loads(r[5])}) for r in rows]
 
     def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT time, kind, source, severity, details FROM events "
                                "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{"time": r[0], "kind": r[1], "source": r[2], "severity": r[3],
-                 "details": json.loads(r[4])} for r in rows]
+                 "details": pathtext.loads(r[4])} for r in rows]
 
     def heartbeat(self, when_iso: str, status: str) -> None:
         with self.db:
@@ -207,6 +212,17 @@ class StateDB:
 
     def daemon_info(self) -> dict[str, str | None]:
         return {k: self._get(f"daemon_{k}") for k in ("pid", "heartbeat", "status")}
+
+    def set_monitor(self, when_iso: str, status: str, error: str | None = None) -> None:
+        """The integrity monitor's state: ``running``, ``stopped`` (``error``: why it died;
+        None when it stopped with the daemon) or ``off``."""
+        with self.db:
+            self._set("monitor", json.dumps({"status": status, "since": when_iso,
+                                             "error": error}))
+
+    def monitor_info(self) -> dict[str, Any] | None:
+        v = self._get("monitor")
+        return dict(json.loads(v)) if v else None
 
     def _get(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

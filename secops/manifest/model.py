@@ -3,6 +3,10 @@
 A manifest lists every file a backup covers.  Its canonical form (sorted keys, no
 whitespace, UTF-8) is what is signed; the signature file holds the signer's key id and the
 base64 signature.  Verification needs only the office public key.
+
+Paths (``roots``, the keys of ``files``) go through :mod:`secops.pathtext`: a name that is
+not UTF-8 is written as ``b64:`` + the base64 of its bytes and parsed back to the exact name
+restic restores, so a restore verifies it like any other file.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from secops.errors import IntegrityError
 from secops.keys.signature import key_id, sign, verify
+from secops.pathtext import decode, encode
 
 FORMAT = "secops-manifest/1"
 
@@ -40,8 +45,9 @@ class Manifest:
             "format": FORMAT,
             "office": self.office,
             "created": self.created,
-            "roots": list(self.roots),
-            "files": {p: [e.size, e.mtime_ns, e.sha256] for p, e in sorted(self.files.items())},
+            "roots": [encode(r) for r in self.roots],
+            "files": {encode(p): [e.size, e.mtime_ns, e.sha256]
+                      for p, e in sorted(self.files.items())},
         }
 
     def canonical(self) -> bytes:
@@ -56,8 +62,10 @@ def parse(data: bytes, where: str) -> Manifest:
         doc = json.loads(data.decode("utf-8"))
         if doc.get("format") != FORMAT:
             raise ValueError(f"format is {doc.get('format')!r}")
-        files = {str(p): Entry(int(v[0]), int(v[1]), str(v[2])) for p, v in doc["files"].items()}
-        return Manifest(str(doc["office"]), str(doc["created"]), tuple(doc["roots"]), files)
+        files = {decode(str(p)): Entry(int(v[0]), int(v[1]), str(v[2]))
+                 for p, v in doc["files"].items()}
+        return Manifest(str(doc["office"]), str(doc["created"]),
+                        tuple(decode(str(r)) for r in doc["roots"]), files)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as e:
         raise IntegrityError(f"{where}: not a valid secops manifest ({e})") from None
 
