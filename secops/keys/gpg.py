@@ -5,6 +5,7 @@ Foreign failures become ``SigningError`` (or ``ToolMissing`` when gpg is absent)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,23 @@ class Decrypted:
     data: bytes
     signer_fingerprint: str | None
     signature_valid: bool
+
+
+@dataclass(frozen=True)
+class DecryptedFile:
+    path: Path
+    size: int
+    truncated: bool   # stopped at the cap: the plaintext is larger than what ``path`` holds
+
+
+# what a pinentry needs to ask for the passphrase of the key that decrypts (nothing secret)
+_PINENTRY_ENV = ("GPG_TTY", "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY",
+                 "DBUS_SESSION_BUS_ADDRESS")
+_MAX_OUTPUT_HIT = "exceeded --max-output limit"   # gpg's log line (not translated)
+
+
+class _CapReached(Exception):
+    """Internal: gpg reached ``--max-output``; ends the run (never leaves this module)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,55 @@ class Gpg:
                 "(--gnupghome DIR)")
         fpr = getattr(result, "fingerprint", None) or getattr(result, "pubkey_fingerprint", None)
         return Decrypted(bytes(result.data), str(fpr) if fpr else None, bool(result.valid))
+
+    def decrypt_file(self, src: Path, out: Path, *, max_bytes: int,
+                     timeout: float = 1800) -> DecryptedFile:
+        """Decrypt the file ``src`` into the new file ``out``, streaming: gpg writes the
+        plaintext itself, so it never passes through this process's memory. Once the
+        plaintext would exceed ``max_bytes`` gpg stops writing (``--max-output``) and is
+        ended at once (left alone it would go on inflating a compression bomb to its end):
+        ``truncated`` is then True. A signature inside the message is not checked
+        (``--skip-verify``): check the detached one first. Other failures: ``SigningError``.
+        """
+        from collections import deque
+
+        from secops import process
+
+        seen = {"okay": False}
+        said: deque[str] = deque(maxlen=6)
+
+        def on_line(line: str) -> None:
+            if _MAX_OUTPUT_HIT in line:
+                raise _CapReached
+            if line.startswith("[GNUPG:] DECRYPTION_OKAY"):
+                seen["okay"] = True
+            elif line.strip() and not line.startswith("[GNUPG:]"):
+                said.append(line.strip())
+
+        argv = ["gpg", "--homedir", str(self.home), "--batch", "--no-tty", "--status-fd", "1",
+                "--logger-fd", "1", "--skip-verify", "--max-output", str(max_bytes),
+                "--output", str(out), "--decrypt", str(src)]
+        env = process.base_env() | {k: v for k in _PINENTRY_ENV if (v := os.environ.get(k))}
+        try:
+            done = process.run(argv, env=env, timeout=timeout, on_line=on_line)
+        except _CapReached:
+            return DecryptedFile(out, _file_size(out), truncated=True)
+        size = _file_size(out)
+        if done.returncode == 0 and not seen["okay"]:
+            raise SigningError(f"{src.name} is not an encrypted OpenPGP message")
+        if done.returncode != 0 or not seen["okay"]:
+            raise SigningError(
+                f"gpg could not decrypt {src.name} (exit {done.returncode}): "
+                f"{' | '.join(list(said)[-3:]) or '(no message)'}",
+                hint="use the GnuPG home of the person it was encrypted to (--gnupghome DIR)")
+        return DecryptedFile(out, size, truncated=size > max_bytes)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _tail(stderr: str, lines: int = 3) -> str:

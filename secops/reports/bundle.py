@@ -1,6 +1,6 @@
 """The incident's evidence bundle: a deterministic ``.tar.gz`` (optionally GPG-encrypted to
-the police) with a detached OpenPGP signature by the office key beside it, and its
-verification on a machine that trusts nothing but the office's public key.
+the police) with a detached OpenPGP signature by the office key beside it. Its
+verification is ``bundle_verify.py``; the audit excerpt it carries, ``excerpt.py``.
 
 Layout (one top folder, the incident id)::
 
@@ -8,15 +8,16 @@ Layout (one top folder, the incident id)::
             incident.json timeline.json                    the incident as recorded
             evidence/...  evidence/custody.jsonl            items + chain of custody
             audit/audit-excerpt.jsonl audit/checkpoints.jsonl audit/excerpt.json
-            keys/office-ed25519.pub                         checks the audit checkpoints
+            keys/office-ed25519.pub keys/audit-root.pub     check the audit checkpoints
             README.txt                                      how to verify by hand (vi, en)
             SHA256SUMS                                      `sha256sum -c` format, every file
 
 The audit excerpt runs from the last signed checkpoint before the incident opened (that
 record's predecessor hash is in excerpt.json, so the chain is checked from there) to the
-first signed checkpoint after the incident's last activity (a fresh one is made). The
-Ed25519 key that checks those checkpoints is vouched for by the GPG signature over the
-whole bundle.
+first signed checkpoint after the incident's last activity (a fresh one is made), with the
+checkpoint chain from its root to that checkpoint. The Ed25519 key that certifies the
+chain's root, and the root itself, are vouched for by the GPG signature over the whole
+bundle; a verifier who holds the office's ``audit-root.pub`` pins the root with it.
 
 A bundle is only ever written together with its signature: signing happens before either
 file is in place, and a failure leaves nothing behind.
@@ -24,141 +25,29 @@ file is in place, and a failure leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
-import io
 import json
-import math
-import os
-import re
-import shutil
 import tarfile
 import tempfile
 import time
-import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from secops import pathtext
 from secops.config.schema import Config
-from secops.errors import OperationalError, SecopsError, SigningError, UsageError
+from secops.errors import OperationalError, SigningError
 from secops.files import atomic_write, ensure_private_dir
 from secops.keys.gpg import Gpg
 from secops.layout import StateDir
+from secops.reports.excerpt import audit_excerpt, check_excerpt
 
 if TYPE_CHECKING:
     from secops.playbooks.incidents import Incident, IncidentStore
 
+
 SUMS = "SHA256SUMS"
-MAX_UNPACKED = 16 << 30          # refuse a bundle that unpacks to more than this
-_SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
-_SEQ = re.compile(rb'^\{"seq":(-?\d+),')
 
-
-# --- the audit excerpt -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Checkpoint:
-    raw: bytes
-    seq: int
-    ts: float
-
-
-@dataclass
-class Excerpt:
-    lines: list[bytes]
-    checkpoints: list[bytes]
-    meta: dict[str, Any]
-
-
-def audit_excerpt(state_dir: Path, office: str, incident_id: str, opened: float,
-                  last_activity: float) -> Excerpt:
-    """The records around the incident, from one signed checkpoint to another."""
-    from secops.audit.chain import GENESIS_PREV
-    from secops.audit.log import AuditLog, segments
-
-    fresh = AuditLog(state_dir, office).checkpoint()
-    folder = StateDir(state_dir).audit
-    cps = _read_checkpoints(folder / "checkpoints.jsonl")
-    before = [c for c in cps if c.seq >= 0 and c.ts < opened]
-    start_seq = max(c.seq for c in before) if before else 0
-    needle = incident_id.encode()
-    kept: list[tuple[int, bytes]] = []
-    last_mention = start_seq
-    for path in segments(folder):
-        with path.open("rb") as f:
-            for raw in f:
-                m = _SEQ.match(raw)
-                if m is None or int(m.group(1)) < start_seq or not raw.endswith(b"\n"):
-                    continue
-                seq = int(m.group(1))
-                kept.append((seq, raw[:-1]))
-                if needle in raw:
-                    last_mention = max(last_mention, seq)
-    after = [c for c in cps if c.seq >= last_mention and c.ts >= math.floor(last_activity)]
-    end_seq = min(c.seq for c in after) if after else int(fresh["seq"])
-    lines = [raw for seq, raw in kept if seq <= end_seq]
-    prev = GENESIS_PREV
-    if lines:
-        start_seq = kept[0][0]
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            prev = str(json.loads(lines[0])["prev"])
-    chosen = [c for c in cps if start_seq <= c.seq <= end_seq]
-    meta = {"office": office, "incident": incident_id, "start_seq": start_seq, "prev": prev,
-            "end_seq": end_seq, "records": len(lines),
-            "checkpoint_seqs": [c.seq for c in chosen]}
-    return Excerpt(lines, [c.raw for c in chosen], meta)
-
-
-def _read_checkpoints(path: Path) -> list[_Checkpoint]:
-    from secops.reports.incident_report import epoch
-
-    out = []
-    with contextlib.suppress(FileNotFoundError):
-        for raw in path.read_bytes().split(b"\n"):
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                d = json.loads(raw)
-                ts = epoch(str(d["time"]))
-                if ts is not None:
-                    out.append(_Checkpoint(raw, int(d["seq"]), ts))
-    return out
-
-
-def check_excerpt(audit_dir: Path, public_key_file: Path) -> tuple[bool, str]:
-    """The excerpt's chain from its start state, every checkpoint's Ed25519 signature, and
-    both ends vouched for by a checkpoint. (ok, what was found)."""
-    from secops.audit.chain import GENESIS_PREV, ChainState
-    from secops.audit.verify import Report as AuditReport
-    from secops.audit.verify import read_checkpoints, verify
-    from secops.keys.signature import load_public_key, public_key_id
-
-    try:
-        meta = json.loads((audit_dir / "excerpt.json").read_text(encoding="utf-8"))
-        start, prev, end = int(meta["start_seq"]), str(meta["prev"]), int(meta["end_seq"])
-        pub = load_public_key(public_key_file)
-    except (OSError, ValueError, KeyError, TypeError, SecopsError) as e:
-        return False, f"the excerpt cannot be read: {e}"
-    log, cp_file = audit_dir / "audit-excerpt.jsonl", audit_dir / "checkpoints.jsonl"
-    rep = verify(audit_dir, checkpoints=cp_file, public_key=pub, log_file=log,
-                 start=ChainState(start, prev, None))
-    if not rep.ok:
-        return False, f"record {rep.first_bad_seq}: {rep.problem}: {rep.detail}"
-    seqs = [c.seq for c in read_checkpoints(cp_file, AuditReport())]
-    last = rep.state.next_seq - 1 if rep.state is not None else start - 1
-    if last != end or rep.records != end - start + 1:
-        return False, f"the excerpt holds records up to {last}; excerpt.json says " \
-                      f"{start} to {end}"
-    if end not in seqs:
-        return False, f"the last record ({end}) is not vouched for by a signed checkpoint"
-    if start not in seqs and not (start == 0 and prev == GENESIS_PREV):
-        return False, f"the first record ({start}) is not vouched for by a signed checkpoint"
-    return True, (f"records {start} to {end} chained; {rep.checkpoints_verified} signed "
-                  f"checkpoint(s) verified with Ed25519 key {public_key_id(pub)}")
-
-
-# --- making the bundle -----------------------------------------------------------------------
 
 def make_bundle(cfg: Config, incident_id: str, lang: str, encrypt_to: list[str]
                 ) -> tuple[Path, Path]:
@@ -183,7 +72,10 @@ def make_bundle(cfg: Config, incident_id: str, lang: str, encrypt_to: list[str]
     finally:
         store.close()
     if recipients:
-        data = gpg.encrypt(data, recipients, sign_with=signer)
+        # No signature inside: the detached .asc covers the encrypted file, and an inner
+        # one by the office key makes the police's plain `gpg --decrypt` (their own keyring,
+        # without the office key) exit 2 "Can't check signature: No public key".
+        data = gpg.encrypt(data, recipients, sign_with=None)
     signature = gpg.sign_detached(data, signer)
     bundle, sig = state.reports / name, state.reports / f"{name}.asc"
     atomic_write(sig, signature, 0o600)   # the signature first: no bundle ever stands alone
@@ -221,32 +113,45 @@ def _free_name(folder: Path, name: str) -> str:
 
 def _stage_and_pack(cfg: Config, store: IncidentStore, inc: Incident, lang: str, tmp: Path,
                     *, signer: str, name: str, recipients: list[str]) -> Path:
+    from secops.audit.log import audit_root_path
     from secops.playbooks.summary import summary
     from secops.reports import incident_report as ir
+    from secops.reports.incident_render import pdf_meta
     from secops.reports.pdf import render_pdf
 
     state = StateDir(Path(cfg.paths.state_dir))
     timeline = store.timeline(inc.id)
-    last = max([inc.updated, *(e for t in timeline if (e := ir.epoch(t["time"])))])
-    excerpt = audit_excerpt(state.root, cfg.office.code, inc.id, inc.opened, last)
+    now = time.time()
+    # the span the report counts (first evidence to close, or now while open), and after
+    # the incident's last entry (a notice recorded after the close)
+    since, until = ir.incident_span(inc.event, inc.opened, inc.closed, now)
+    last = max([until, *(e for t in timeline if (e := ir.epoch(t["time"])))])
+    excerpt = audit_excerpt(state.root, cfg.office.code, inc.id, since, last)
     staged: dict[str, bytes] = {
         "audit/audit-excerpt.jsonl": b"".join(line + b"\n" for line in excerpt.lines),
         "audit/checkpoints.jsonl": b"".join(line + b"\n" for line in excerpt.checkpoints),
         "audit/excerpt.json": _json(excerpt.meta),
         "keys/office-ed25519.pub": state.ed25519_pub.read_bytes(),
     }
+    root = audit_root_path(state.root)
+    if root.exists():
+        staged["keys/audit-root.pub"] = root.read_bytes()
     _write_tree(tmp, staged)
-    ok, found = check_excerpt(tmp / "audit", tmp / "keys" / "office-ed25519.pub")
+    ok, found = check_excerpt(tmp / "audit", tmp / "keys" / "office-ed25519.pub",
+                              [root] if root.exists() else None)
     audit = {**excerpt.meta, "ok": ok, "problem": None if ok else found,
-             "key_id": _ed25519_id(state.ed25519_pub)}
-    doc = ir.build(cfg, store, inc.id, lang, signer=signer, audit=audit, bundle_name=name,
-                   encrypted_to=recipients)
+             "key_id": _ed25519_id(state.ed25519_pub),
+             "root_id": _ed25519_id(root) if root.exists() else None,
+             "entries": [r for line in excerpt.lines if (r := _record(line)) is not None]}
+    doc = ir.build(cfg, store, inc.id, lang, now=now, signer=signer, audit=audit,
+                   bundle_name=name, encrypted_to=recipients)
     html = ir.render_html(doc, lang)
     staged = {
         "report.html": html.encode("utf-8"), "report.md": ir.render_md(doc, lang).encode(),
-        "report.pdf": render_pdf(html), "report.json": _json(doc),
+        "report.pdf": render_pdf(html, pdf_meta(doc, lang)), "report.json": _json(doc),
         "incident.json": _json(summary(store, inc.id)), "timeline.json": _json(timeline),
-        "README.txt": readme(inc.id, cfg.office.name, signer, name, doc["generated"]).encode(),
+        "README.txt": readme(inc.id, cfg.office.name, signer, name, doc["generated"],
+                             encrypted=bool(recipients)).encode(),
     }
     _write_tree(tmp, staged)
     members: dict[str, Path] = {p.relative_to(tmp).as_posix(): p
@@ -255,7 +160,7 @@ def _stage_and_pack(cfg: Config, store: IncidentStore, inc: Incident, lang: str,
     for path in sorted(evidence.rglob("*")) if evidence.is_dir() else []:
         if path.is_file() and not path.is_symlink():
             members[f"evidence/{path.relative_to(evidence).as_posix()}"] = path
-    sums = "".join(f"{_sha256(p)}  {_sum_name(n)}\n" for n, p in sorted(members.items()))
+    sums = "".join(f"{sha256_file(p)}  {_sum_name(n)}\n" for n, p in sorted(members.items()))
     _write_tree(tmp, {SUMS: sums.encode()})
     members[SUMS] = tmp / SUMS
     out = tmp / "bundle.tar.gz"
@@ -265,7 +170,8 @@ def _stage_and_pack(cfg: Config, store: IncidentStore, inc: Incident, lang: str,
 
 
 def _json(doc: Any) -> bytes:
-    return (json.dumps(doc, ensure_ascii=False, indent=1, default=str) + "\n").encode("utf-8")
+    # UTF-8 whatever the file names: one that is not UTF-8 as b64:... (secops.pathtext)
+    return (pathtext.dumps(doc, indent=1, default=str) + "\n").encode("utf-8")
 
 
 def _write_tree(root: Path, files: dict[str, bytes]) -> None:
@@ -275,13 +181,22 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    # a file name that is not UTF-8 as it is on disk (the report shows it readably)
+    return dict(pathtext.decode_tree(rec)) if isinstance(rec, dict) else None
+
+
 def _ed25519_id(path: Path) -> str:
     from secops.keys.signature import load_public_key, public_key_id
 
     return public_key_id(load_public_key(path))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -313,279 +228,230 @@ def pack(top: str, members: dict[str, Path], mtime: int, out: IO[bytes]) -> None
                 tar.addfile(info, f)
 
 
-def readme(incident_id: str, office: str, fpr: str, name: str, generated: str) -> str:
+# --- README.txt: how the police check the bundle by hand -------------------------------------
+# Each command line of README.txt is indented by exactly COMMAND_INDENT spaces (prose never
+# is): tests/integration/test_police_steps.py runs those lines, as written, on real bundles.
+
+COMMAND_INDENT = 6
+PS_SUMS = ("Get-Content -Encoding UTF8 SHA256SUMS | ForEach-Object { $h, $f = $_ -split '  ', "
+           "2; if ((Test-Path -LiteralPath $f) -and (Get-FileHash -Algorithm SHA256 "
+           "-LiteralPath $f).Hash -eq $h) { \"OK      $f\" } else { \"FAILED  $f\" } }")
+
+
+def readme(incident_id: str, office: str, fpr: str, name: str, generated: str, *,
+           encrypted: bool) -> str:
+    """The bundle's README.txt (Vietnamese, then English): what it holds and how to check it
+    with gpg, tar and sha256sum only (steps 1-3), then with secops (step 4), on Linux and
+    on Windows. ``name`` is the bundle file; ``encrypted``: it is ``name``.gpg for the
+    police's key (then step 3 decrypts it first)."""
+    head = (f"HỒ SƠ CHỨNG CỨ SỰ CỐ / INCIDENT EVIDENCE BUNDLE {incident_id}\n"
+            f"{office} — {generated}\n"
+            f"Tệp hồ sơ / Bundle file: {name}"
+            + (" (đã mã hóa / encrypted)" if encrypted else "") + "\n"
+            "Dấu vân tay khóa GPG của cơ quan theo hồ sơ này / Office GPG key fingerprint "
+            "as this bundle states it:\n"
+            f"   {grouped_fingerprint(fpr)}\n")
+    parts = [head]
+    for lang, home in (("vi", "gpg-kiem-tra"), ("en", "gpg-check")):
+        words = _README[lang]
+        cmds = {k: "\n".join(" " * COMMAND_INDENT + c for c in v)
+                for k, v in police_commands(incident_id, name, encrypted, home).items()}
+        plain = name.removesuffix(".gpg")
+        values = {"id": incident_id, "name": name, "plain": plain, "home": home,
+                  "fpr": grouped_fingerprint(fpr), "ps_sums": " " * COMMAND_INDENT + PS_SUMS,
+                  **{f"cmd_{k}": v for k, v in cmds.items()}}
+        step3 = (words["decrypt"] if encrypted else "") + words["unpack"]
+        windows_decrypt = words["win_decrypt"] if encrypted else ""
+        body = (words["main"].replace("{step3}", step3)
+                .replace("{win_decrypt}", windows_decrypt))
+        parts.append("=" * 78 + "\n" + body.format(**values))
+    return "\n".join(parts)
+
+
+def police_commands(incident_id: str, name: str, encrypted: bool, home: str
+                    ) -> dict[str, list[str]]:
+    """The command lines of README.txt, by step (``home``: the fresh GnuPG folder)."""
     plain = name.removesuffix(".gpg")
-    return f"""\
-HỒ SƠ CHỨNG CỨ SỰ CỐ / INCIDENT EVIDENCE BUNDLE {incident_id}
-{office} — {generated}
-Khóa GPG của cơ quan / Office GPG key: {fpr}
+    return {
+        "fingerprint": [f"mkdir -m 700 {home}",
+                        f"gpg --homedir {home} --show-keys --with-fingerprint office-gpg.asc"],
+        "verify": [f"gpg --homedir {home} --import office-gpg.asc",
+                   f"gpg --homedir {home} --verify {name}.asc {name}"],
+        "decrypt": [f"gpg --output {plain} --decrypt {name}"] if encrypted else [],
+        "unpack": [f"tar xzf {plain}", f"cd {incident_id}", "sha256sum -c SHA256SUMS"],
+        "secops": ["cd ..",
+                   f"secops bundle verify {name} --office-key office-gpg.asc "
+                   "--audit-root audit-root.pub",
+                   f"secops audit verify --log {incident_id}/audit/ --public-key "
+                   f"{incident_id}/keys/office-ed25519.pub --audit-root audit-root.pub"],
+    }
 
-KIỂM TRA KHÔNG CẦN SECOPS
-1. Nhận khóa công khai của cơ quan (office-gpg.asc) qua kênh tin cậy; dấu vân tay phải trùng
-   với dấu vân tay in trên báo cáo giấy có đóng dấu (ở trên).
-2. Kiểm tra chữ ký số trong một thư mục GnuPG riêng:
-     mkdir -m 700 gpg-kiem-tra
-     gpg --homedir gpg-kiem-tra --import office-gpg.asc
-     gpg --homedir gpg-kiem-tra --verify {name}.asc {name}
-   Phải thấy "Good signature" và đúng dấu vân tay trên.
-   Hồ sơ đã mã hóa (.gpg): sau khi kiểm tra chữ ký, giải mã bằng khóa của đồng chí:
-     gpg --output {plain} --decrypt {name}
-3. Giải nén và kiểm tra mã băm của từng tệp (mọi dòng phải là OK):
-     tar xzf {plain}
-     cd {incident_id}
-     sha256sum -c SHA256SUMS
-4. Nhật ký kiểm toán trích (audit/) cùng các điểm kiểm tra ký bằng khóa Ed25519
-   (keys/office-ed25519.pub) được kiểm tra bằng:
-     secops bundle verify {name} --office-key office-gpg.asc
 
-CHECKING WITHOUT SECOPS
-1. Get the office's public key (office-gpg.asc) through a channel you trust; its fingerprint
-   must match the one printed on the stamped paper report (above).
-2. Check the signature in a GnuPG home of its own:
-     mkdir -m 700 gpg-check
-     gpg --homedir gpg-check --import office-gpg.asc
-     gpg --homedir gpg-check --verify {name}.asc {name}
-   Expect "Good signature" and the fingerprint above.
-   An encrypted bundle (.gpg): after checking the signature, decrypt it with your key:
-     gpg --output {plain} --decrypt {name}
-3. Unpack and check the hash of every file (every line must say OK):
-     tar xzf {plain}
-     cd {incident_id}
-     sha256sum -c SHA256SUMS
-4. The audit log excerpt (audit/) and its checkpoints signed with the Ed25519 key
-   (keys/office-ed25519.pub) are checked by:
-     secops bundle verify {name} --office-key office-gpg.asc
+def grouped_fingerprint(fpr: str) -> str:
+    """The fingerprint as gpg prints it: ten groups of four, two spaces in the middle."""
+    groups = [fpr[i:i + 4] for i in range(0, len(fpr), 4)]
+    return " ".join(groups[:5]) + "  " + " ".join(groups[5:]) if len(groups) == 10 else fpr
+
+
+_README_VI = """\
+NỘI DUNG HỒ SƠ (thư mục {id}/)
+   report.html, report.pdf, report.md, report.json  báo cáo sự cố (HTML, PDF in được)
+   incident.json, timeline.json   sự cố và diễn biến như secops đã ghi
+   evidence/          các chứng cứ đã thu thập (tiến trình, kết nối mạng, người dùng, tệp
+                      đang mở, mã băm các tệp liên quan, bản sao nhật ký), mỗi mục một tệp
+   evidence/custody.jsonl  biên bản chuỗi lưu giữ chứng cứ: mỗi mục một dòng (tên tệp, mã
+                      băm SHA-256, thời điểm thu thập, người/máy thu thập), mỗi dòng mang
+                      mã băm của dòng trước nên không thể sửa, xóa, đổi thứ tự một dòng
+   audit/             đoạn trích nhật ký kiểm toán quanh sự cố (audit-excerpt.jsonl), các
+                      điểm kiểm tra có chữ ký Ed25519 (checkpoints.jsonl) và mô tả đoạn
+                      trích (excerpt.json: từ điểm kiểm tra nào đến điểm kiểm tra nào)
+   keys/              office-ed25519.pub (khóa kiểm tra các điểm kiểm tra) và audit-root.pub:
+                      đây chỉ là điều hồ sơ tự khai; hãy dùng bản audit-root.pub cơ quan
+                      bàn giao trực tiếp cho đồng chí
+   README.txt, SHA256SUMS   hướng dẫn này; mã băm SHA-256 của mọi tệp trong thư mục
+
+A. KIỂM TRA CHỈ CẦN gpg, tar, sha256sum (LINUX) — BƯỚC 1 ĐẾN 3
+Trong thư mục chứa hồ sơ, chữ ký của nó:
+   {name}
+   {name}.asc
+và các khóa công khai cơ quan bàn giao trực tiếp: office-gpg.asc, audit-root.pub (dấu vân
+tay của khóa in trên báo cáo giấy có đóng dấu):
+1. Xem dấu vân tay của khóa TRƯỚC khi nhập, trong một thư mục GnuPG riêng, mới:
+{cmd_fingerprint}
+   Dòng số dưới "pub" (10 nhóm 4 ký tự) phải trùng từng ký tự với dấu vân tay in trên báo
+   cáo giấy có đóng dấu. Không trùng: dừng lại, khóa không phải của cơ quan. Đừng so với
+   dòng ở đầu tệp này: tệp này nằm trong hồ sơ, chỉ là điều hồ sơ tự khai.
+2. Nhập khóa và kiểm tra chữ ký số:
+{cmd_verify}
+   Phải thấy "Good signature from ..." và "Primary key fingerprint:" đúng dấu vân tay ở
+   bước 1. gpg in thêm "WARNING: This key is not certified with a trusted signature!" —
+   điều này bình thường với khóa nhập bằng tay: gpg chỉ báo rằng chưa ai trong thư mục
+   GnuPG này ký xác nhận khóa. Việc đối chiếu dấu vân tay ở bước 1 mới là điều quyết định.
+   "BAD signature" hoặc dấu vân tay khác: hồ sơ không phải là hồ sơ cơ quan đã ký.
+3. {step3}
+B. BƯỚC 4 — CẦN SECOPS (kiểm tra thêm chuỗi lưu giữ và đoạn trích nhật ký kiểm toán)
+   Quay lại thư mục chứa hồ sơ và các khóa công khai:
+{cmd_secops}
+   Lệnh thứ nhất kiểm tra lại chữ ký, mã băm, chuỗi lưu giữ chứng cứ và đoạn trích nhật
+   ký; lệnh thứ hai kiểm tra riêng đoạn trích như một đoạn trích: từ một điểm kiểm tra có
+   chữ ký đến một điểm kiểm tra có chữ ký, gắn với audit-root.pub cơ quan bàn giao (không
+   phải bản trong keys/). Mã thoát 0: đạt; mã thoát 1: in ra bước không đạt.
+
+C. TRÊN WINDOWS (Gpg4win / Kleopatra, PowerShell)
+   Cài Gpg4win (có Kleopatra và lệnh gpg). Bước 1, 2 ở trên chạy được y nguyên trong
+   PowerShell (tạo thư mục bằng "mkdir {home}" thay cho "mkdir -m 700 {home}").
+   Với Kleopatra: nhập chứng thư (Import) office-gpg.asc; mở chi tiết chứng thư để xem dấu
+   vân tay (Fingerprint) và so với báo cáo giấy như bước 1 (Kleopatra có thể hỏi có chứng
+   nhận chứng thư không, hoặc ghi là chưa được chứng nhận: cùng ý nghĩa với dòng WARNING ở
+   bước 2); chọn "Decrypt/Verify" trên tệp {name}.asc (để {name} cùng thư mục): phải báo
+   chữ ký hợp lệ của khóa cơ quan.{win_decrypt}
+   Giải nén trong PowerShell (Windows 10 trở lên có sẵn tar), rồi kiểm tra mã băm mọi tệp:
+      tar -xzf {plain}
+      cd {id}
+{ps_sums}
+   Mỗi dòng in ra là "OK" hoặc "FAILED" kèm tên tệp; mọi dòng phải là OK. FAILED: tệp đó bị
+   sửa hoặc bị thiếu. Kiểm tra một tệp: "Get-FileHash -Algorithm SHA256 TỆP" hoặc
+   "certutil -hashfile TỆP SHA256", rồi so với dòng của tệp đó trong SHA256SUMS (không
+   phân biệt chữ hoa, chữ thường).
 """
 
+_README_EN = """\
+WHAT THE BUNDLE HOLDS (folder {id}/)
+   report.html, report.pdf, report.md, report.json  the incident report (HTML, printable PDF)
+   incident.json, timeline.json   the incident and its timeline as secops recorded them
+   evidence/          the collected evidence (processes, network connections, users, open
+                      files, hashes of the files concerned, copies of logs), one file each
+   evidence/custody.jsonl  the chain of custody: one line per item (file name, SHA-256,
+                      when it was collected, by whom/which host), each line carrying the
+                      hash of the line before, so no line can be edited, removed or moved
+   audit/             the audit log excerpt around the incident (audit-excerpt.jsonl), its
+                      Ed25519-signed checkpoints (checkpoints.jsonl) and what the excerpt
+                      spans (excerpt.json: from which checkpoint to which)
+   keys/              office-ed25519.pub (checks the checkpoints) and audit-root.pub: only
+                      what the bundle claims; use the audit-root.pub the office handed over
+                      to you in person
+   README.txt, SHA256SUMS   these steps; the SHA-256 of every file in the folder
 
-# --- verification ----------------------------------------------------------------------------
+A. CHECKING WITH gpg, tar AND sha256sum ONLY (LINUX) — STEPS 1 TO 3
+In the folder holding the bundle and its signature:
+   {name}
+   {name}.asc
+and the office's public keys, handed over in person: office-gpg.asc, audit-root.pub (the
+key's fingerprint is printed on the stamped paper report):
+1. Look at the key's fingerprint BEFORE importing it, in a new GnuPG folder of its own:
+{cmd_fingerprint}
+   The line of digits under "pub" (10 groups of 4) must match, character for character,
+   the fingerprint printed on the stamped paper report. If it does not, stop: the key is
+   not the office's. Do not compare with the line at the top of this file: this file is
+   inside the bundle, it is only what the bundle claims.
+2. Import the key and check the signature:
+{cmd_verify}
+   Expect "Good signature from ..." and "Primary key fingerprint:" equal to step 1. gpg
+   also prints "WARNING: This key is not certified with a trusted signature!": expected
+   for a key imported by hand; it only means nobody certified the key in this GnuPG folder.
+   The fingerprint check of step 1 is what counts. "BAD signature" or another fingerprint:
+   the bundle is not the one the office signed.
+3. {step3}
+B. STEP 4 — NEEDS SECOPS (also checks the chain of custody and the audit log excerpt)
+   Back in the folder with the bundle and the public keys:
+{cmd_secops}
+   The first command checks the signature, the hashes, the chain of custody and the audit
+   excerpt again; the second checks the excerpt as an excerpt: from one signed checkpoint
+   to another, pinned to the audit-root.pub the office handed over (not the copy in
+   keys/). Exit 0: passed; exit 1: it names what failed.
 
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
+C. ON WINDOWS (Gpg4win / Kleopatra, PowerShell)
+   Install Gpg4win (it brings Kleopatra and the gpg command). Steps 1 and 2 above work
+   as written in PowerShell (make the folder with "mkdir {home}" instead of
+   "mkdir -m 700 {home}").
+   With Kleopatra: Import the certificate office-gpg.asc; open its details to see the
+   fingerprint and compare it with the paper report as in step 1 (Kleopatra may offer to
+   certify it, or show it as not certified: the same as the WARNING line of step 2);
+   choose "Decrypt/Verify" on {name}.asc (with {name} in the same folder): it must report
+   a valid signature by the office key.{win_decrypt}
+   Unpack in PowerShell (Windows 10 and later ship tar), then check every file's hash:
+      tar -xzf {plain}
+      cd {id}
+{ps_sums}
+   Each line printed is "OK" or "FAILED" with a file name; every line must be OK. FAILED:
+   that file was changed or is missing. To check one file: "Get-FileHash -Algorithm SHA256
+   FILE" or "certutil -hashfile FILE SHA256", and compare with that file's line in
+   SHA256SUMS (upper or lower case does not matter).
+"""
 
-
-@dataclass
-class Report:
-    checks: list[Check] = field(default_factory=list)
-    signer: str | None = None
-
-    def add(self, name: str, ok: bool, detail: str) -> bool:
-        self.checks.append(Check(name, ok, detail))
-        return ok
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
-
-    def failed(self) -> list[str]:
-        return [c.name for c in self.checks if not c.ok]
-
-    def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail}
-                                          for c in self.checks]}
-
-
-def verify_bundle(path: Path, sig_path: Path | None = None, gnupghome: Path | None = None,
-                  public_key_file: Path | None = None, expected_fpr: str | None = None
-                  ) -> Report:
-    """Check a bundle as the police do: the GPG signature (by the office key when it is
-    given as a key file or a fingerprint), decryption, a confined unpack, SHA256SUMS, the
-    chain of custody and the audit excerpt. Needs no secops configuration."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read the bundle {path}: {e.strerror}") from None
-    report = Report()
-    home = gnupghome or Path(os.environ.get("GNUPGHOME") or Path.home() / ".gnupg")
-    with tempfile.TemporaryDirectory(prefix="secops-bundle-") as tmp:
-        work = Path(tmp)
-        _check_signature(report, path, sig_path or Path(f"{path}.asc"), home,
-                         public_key_file, expected_fpr, work)
-        if data[:2] != b"\x1f\x8b":
-            try:
-                data = Gpg(home).decrypt(data).data
-                report.add("decrypt", True, f"decrypted with the key in {home}")
-            except SecopsError as e:
-                report.add("decrypt", False, f"cannot decrypt {path.name}: {e.message}")
-                return report
-        top = _unpack(report, data, work / "unpacked")
-        if top is None:
-            return report
-        _check_sums(report, top)
-        _check_custody(report, top)
-        ok, detail = check_excerpt(top / "audit", top / "keys" / "office-ed25519.pub")
-        report.add("audit-excerpt", ok, detail)
-        if report.signer is not None:
-            _check_claimed_signer(report, top)
-    return report
-
-
-def _check_signature(report: Report, path: Path, sig_path: Path, home: Path,  # noqa: PLR0917
-                     key_file: Path | None, expected: str | None, work: Path) -> None:
-    try:
-        signature = sig_path.read_bytes()
-    except OSError as e:
-        report.add("signature", False, f"no signature file {sig_path}: {e.strerror}")
-        return
-    office: set[str] = {expected.replace(" ", "").upper()} if expected else set()
-    if key_file is not None:
-        home = work / "gnupg"
-        try:
-            office = set(Gpg(home).import_keys(key_file.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, SecopsError) as e:
-            report.add("signature", False, f"the office key file {key_file} is unusable: {e}")
-            return
-    try:
-        with _gpg_home(home, temporary=key_file is not None) as gpg:
-            v = gpg.verify_detached(signature, path)
-    except SecopsError as e:
-        report.add("signature", False, f"gpg could not check the signature: {e.message}")
-        return
-    who = v.fingerprint or v.key_id or "an unknown key"
-    if not v.valid:
-        if v.status == "no public key" and office:
-            detail = f"signed by another key ({who}), not by the office key " \
-                     f"({', '.join(sorted(office))})"
-        elif v.status == "no public key":
-            detail = f"the signing key {who} is not in {home}: pass the office's public key " \
-                     "with --office-key office-gpg.asc"
-        elif v.status == "signature bad":
-            detail = f"BAD signature: {path.name} was changed after it was signed by {who}"
-        else:
-            detail = f"no valid signature ({v.status or 'unreadable'}; key {who})"
-        report.add("signature", False, detail)
-    elif office and v.fingerprint not in office:
-        report.add("signature", False, f"signed by {who}, not by the office key "
-                   f"({', '.join(sorted(office))})")
-    else:
-        report.signer = v.fingerprint
-        note = "the office key" if office else \
-            "a key of your keyring (no --office-key given: compare the fingerprint with the " \
-            "office's)"
-        report.add("signature", True, f"good signature by {note}: {v.fingerprint}")
-
-
-@contextlib.contextmanager
-def _gpg_home(home: Path, temporary: bool) -> Iterator[Gpg]:
-    try:
-        yield Gpg(home)
-    finally:
-        if temporary:
-            from secops import process
-
-            with contextlib.suppress(SecopsError, OSError):
-                process.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
-                            env=process.base_env(), timeout=30)
-
-
-def _unpack(report: Report, data: bytes, dest: Path) -> Path | None:
-    """Extract only regular files and folders, each confined to one top folder."""
-    ensure_private_dir(dest)
-    tops: set[str] = set()
-    total = 0
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            for m in tar:
-                problem = _refuse(m, tops)
-                if problem is not None:
-                    report.add("unpack", False, problem)
-                    return None
-                target = dest / m.name
-                if m.isdir():
-                    ensure_private_dir(target)
-                    continue
-                total += m.size
-                if total > MAX_UNPACKED:
-                    report.add("unpack", False, "the bundle unpacks to more than "
-                               f"{MAX_UNPACKED >> 30} GiB: refused")
-                    return None
-                ensure_private_dir(target.parent)
-                src = tar.extractfile(m)
-                assert src is not None
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                             0o600)
-                with open(fd, "wb") as f:
-                    shutil.copyfileobj(src, f)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        report.add("unpack", False, f"not a readable .tar.gz: {e}")
-        return None
-    if len(tops) != 1:
-        report.add("unpack", False, "the bundle has no single top folder")
-        return None
-    top = dest / tops.pop()
-    report.add("unpack", True, f"{top.name}/: regular files only, all inside one folder")
-    return top
-
-
-def _refuse(m: tarfile.TarInfo, tops: set[str]) -> str | None:
-    name = m.name
-    parts = name.split("/")
-    if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in name:
-        return f"member {name!r}: absolute or escaping path refused"
-    if not (m.isreg() or m.isdir()):
-        return f"member {name!r}: links, devices and other special files are refused"
-    tops.add(parts[0])
-    if len(tops) > 1:
-        return f"member {name!r}: outside the bundle's top folder"
-    return None
-
-
-def _check_sums(report: Report, top: Path) -> None:
-    try:
-        text = (top / SUMS).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        report.add("sha256sums", False, f"{SUMS} is missing or unreadable: {e}")
-        return
-    listed: dict[str, str] = {}
-    problems = []
-    for n, line in enumerate(text.splitlines(), 1):
-        m = _SUM_LINE.match(line)
-        if m is None or m.group(2).startswith("/") or ".." in m.group(2).split("/"):
-            problems.append(f"{SUMS} line {n} is malformed")
-            continue
-        listed[m.group(2)] = m.group(1)
-    present = {p.relative_to(top).as_posix() for p in top.rglob("*") if p.is_file()} - {SUMS}
-    for name, digest in sorted(listed.items()):
-        if name not in present:
-            problems.append(f"{name}: listed but missing")
-        elif _sha256(top / name) != digest:
-            problems.append(f"{name}: SHA-256 differs from {SUMS} (changed after signing)")
-    problems += [f"{name}: not listed in {SUMS}" for name in sorted(present - set(listed))]
-    report.add("sha256sums", not problems,
-               "; ".join(problems) or f"{len(listed)} files match {SUMS}, none unlisted")
-
-
-def _check_custody(report: Report, top: Path) -> None:
-    from secops.playbooks.evidence import CUSTODY, verify_custody
-
-    head = None
-    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-        for t in json.loads((top / "timeline.json").read_text(encoding="utf-8")):
-            outputs = t.get("outputs") if isinstance(t, dict) else None
-            if isinstance(outputs, dict) and outputs.get("custody_head"):
-                head = str(outputs["custody_head"])
-    folder = top / "evidence"
-    if not (folder / CUSTODY).exists() and head is None:
-        report.add("custody", True, "no evidence was collected for this incident")
-        return
-    problems = [p.replace(f"{top}/", "") for p in verify_custody(folder, head=head)]
-    report.add("custody", not problems, "; ".join(problems) or
-               "every item matches its custody line; the chain is intact"
-               + (" up to the head recorded in the timeline" if head else ""))
-
-
-def _check_claimed_signer(report: Report, top: Path) -> None:
-    try:
-        claim = json.loads((top / "report.json").read_text(encoding="utf-8"))["signature"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        report.add("report-signer", False, f"report.json is unreadable: {e}")
-        return
-    if not claim.get("signed") or claim.get("gpg_fingerprint") != report.signer:
-        report.add("report-signer", False, f"the report names signing key "
-                   f"{claim.get('gpg_fingerprint')}, but the bundle is signed by "
-                   f"{report.signer}")
-        return
-    report.add("report-signer", True, "the report names the key that signed the bundle")
+_README: dict[str, dict[str, str]] = {
+    "vi": {
+        "main": _README_VI,
+        "decrypt": """\
+Hồ sơ đã mã hóa cho khóa của đồng chí: giải mã bằng thư mục GnuPG của chính đồng chí
+   (nơi có khóa bí mật, không phải {home}); gpg báo "encrypted with ..." và kết thúc
+   không lỗi (bên trong không có chữ ký nào khác: chữ ký ở bước 2 đã phủ tệp mã hóa):
+{cmd_decrypt}
+   """,
+        "unpack": """\
+Giải nén và kiểm tra mã băm của từng tệp:
+{cmd_unpack}
+   Mọi dòng phải là "TỆP: OK"; một dòng FAILED là tệp đó đã bị sửa hoặc bị thiếu.
+""",
+        "win_decrypt": """
+   Hồ sơ đã mã hóa: chọn "Decrypt/Verify" trên {name} bằng khóa của đồng chí trong
+   Kleopatra; Kleopatra ghi ra {plain}.""",
+    },
+    "en": {
+        "main": _README_EN,
+        "decrypt": """\
+The bundle is encrypted to your key: decrypt it with your own GnuPG folder (the one
+   with your secret key, not {home}); gpg says "encrypted with ..." and ends without an
+   error (there is no other signature inside: the signature of step 2 covers this file):
+{cmd_decrypt}
+   """,
+        "unpack": """\
+Unpack and check the hash of every file:
+{cmd_unpack}
+   Every line must say "FILE: OK"; a FAILED line is a file that was changed or is missing.
+""",
+        "win_decrypt": """
+   An encrypted bundle: choose "Decrypt/Verify" on {name} with your own key in
+   Kleopatra; Kleopatra writes {plain}.""",
+    },
+}

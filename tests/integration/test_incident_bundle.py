@@ -23,30 +23,13 @@ from typing import Any
 
 import pytest
 
-from integration.office import Office, Result, target_toml
+from integration.office import PLAYBOOK_TAIL as TAIL
+from integration.office import PLAYBOOKS, Office, Result, target_toml
 from integration.servers import GpgHome
-from secops.reports.bundle import verify_bundle
+from secops.reports.bundle_verify import verify_bundle
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
 
-REPO = Path(__file__).resolve().parents[2]
-PLAYBOOKS = REPO / "playbooks"
-TAIL = f"""
-[schedule]
-backup_every_minutes = 0
-rescan_every_minutes = 0
-check_daily_at = ""
-retention_daily_at = ""
-drill_weekday = ""
-
-[playbooks]
-dir = "{PLAYBOOKS}"
-max_step_seconds = 300
-
-[notify]
-drop_dir = "{{drop}}"
-recipients = {{{{ office = ["drop"], police = ["drop"] }}}}
-"""
 CHECKS = {"signature", "unpack", "sha256sums", "custody", "audit-excerpt", "report-signer"}
 
 def secops(*args: str, config: Path | None = None, home: Path) -> Result:
@@ -181,14 +164,19 @@ def test_the_police_verify_with_plain_gpg_and_sha256sum(made: Made, police_home:
     for name in ("report.html", "report.md", "report.pdf", "timeline.json", "incident.json",
                  "evidence/custody.jsonl", "evidence/processes.json",
                  "audit/audit-excerpt.jsonl", "audit/checkpoints.jsonl", "audit/excerpt.json",
-                 "keys/office-ed25519.pub", "README.txt"):
+                 "keys/office-ed25519.pub", "keys/audit-root.pub", "README.txt"):
         assert name in listed, name
     assert (top / "report.pdf").read_bytes().startswith(b"%PDF")
     html = (top / "report.html").read_text(encoding="utf-8")
     assert "Loại và số lượng dữ liệu cá nhân" in html and made.fingerprint in html
     report = json.loads((top / "report.json").read_text(encoding="utf-8"))
-    voters = report["breach"]["personal_data"]["lists"][0]
+    voters = report["breach"]["personal_data"]["files"][0]
     assert voters["records"] == 30 and voters["source"] == "snapshot"  # the pinned snapshot
+    # the keys as `keys export-public` prints them, with the file each is in
+    exported = made.office.run("keys", "export-public", "--json").json()
+    md = (top / "report.md").read_text(encoding="utf-8")
+    assert f"{exported['ed25519_key_id']}: tệp office-ed25519.pub" in md
+    assert f"{exported['audit_root_id']}: tệp audit-root.pub" in md
     assert report["signature"]["gpg_fingerprint"] == made.fingerprint
     excerpt = json.loads((top / "audit" / "excerpt.json").read_text())
     first = json.loads((top / "audit" / "audit-excerpt.jsonl").read_text().splitlines()[0])
@@ -273,16 +261,24 @@ def resum(top: Path) -> None:
     (top / "SHA256SUMS").write_text("\n".join(fixed) + "\n")
 
 
-def test_a_report_edited_after_signing_fails(made: Made, tmp_path: Path) -> None:
-    def edit(top: Path) -> None:
-        html = top / "report.html"
-        html.write_text(html.read_text(encoding="utf-8").replace("30", "3"), encoding="utf-8")
+def edit_report(top: Path) -> None:
+    html = top / "report.html"
+    html.write_text(html.read_text(encoding="utf-8").replace("30", "3"), encoding="utf-8")
 
-    code, doc, err = verify(repack(made, tmp_path, edit), "--office-key", str(made.office_key),
-                            home=tmp_path)
-    assert code == 1 and {"signature", "sha256sums"} <= failed(doc), doc
-    assert "report.html" in detail(doc, "sha256sums")
-    assert "signature" in err and "sha256sums" in err
+
+def test_a_report_edited_after_signing_fails(made: Made, tmp_path: Path) -> None:
+    code, doc, err = verify(repack(made, tmp_path, edit_report), "--office-key",
+                            str(made.office_key), home=tmp_path)
+    assert code == 1 and failed(doc) == {"signature"}, doc
+    assert [c["name"] for c in doc["checks"]] == ["signature"]  # nothing unpacked after it
+    assert "BAD signature" in detail(doc, "signature") and "signature" in err
+
+
+def test_a_report_edited_and_resigned_fails_the_sums(made: Made, tmp_path: Path) -> None:
+    code, doc, err = verify(repack(made, tmp_path, edit_report, resign=True), "--office-key",
+                            str(made.office_key), home=tmp_path)
+    assert code == 1 and failed(doc) == {"sha256sums"}, doc
+    assert "report.html" in detail(doc, "sha256sums") and "sha256sums" in err
 
 
 def test_an_edited_audit_line_fails_even_when_resigned(made: Made, tmp_path: Path) -> None:
@@ -395,6 +391,16 @@ def _tar(tmp_path: Path, entries: list[tarfile.TarInfo]) -> Path:
     return path
 
 
+def _signed(path: Path, signer: GpgHome) -> Path:
+    """Sign ``path`` (the signature is checked first: an unsigned one is never unpacked) and
+    return the signer's public key file, to pass as the pinned office key."""
+    done = signer.run("--yes", "--detach-sign", "--armor", "--output", f"{path}.asc", str(path))
+    assert done.returncode == 0, done.stderr
+    key = path.with_name("signer.asc")
+    key.write_text(signer.export_public())
+    return key
+
+
 def _info(name: str, kind: bytes = tarfile.REGTYPE, size: int = 1,
           link: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
@@ -410,15 +416,18 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, size: int = 1,
     (_info("INC-1/dev", tarfile.CHRTYPE), "links, devices"),
     (_info("OTHER/x"), "outside the bundle's top folder"),
 ])
-def test_unpacking_is_confined(tmp_path: Path, entry: tarfile.TarInfo, why: str) -> None:
+def test_unpacking_is_confined(tmp_path: Path, entry: tarfile.TarInfo, why: str,
+                               police_gpg: GpgHome) -> None:
     bundle = _tar(tmp_path, [_info("INC-1/report.md"), entry])
-    report = verify_bundle(bundle, gnupghome=tmp_path / "g")
+    key = _signed(bundle, police_gpg)
+    report = verify_bundle(bundle, gnupghome=tmp_path / "g", public_key_file=key)
     unpack = next(c for c in report.checks if c.name == "unpack")
+    assert report.checks[0].name == "signature" and report.checks[0].ok
     assert not report.ok and not unpack.ok and why in unpack.detail
     assert not (tmp_path.parent / "escaped").exists() and not Path("/etc/evil").exists()
 
 
-def test_an_unlisted_file_fails_the_sums(tmp_path: Path) -> None:
+def test_an_unlisted_file_fails_the_sums(tmp_path: Path, police_gpg: GpgHome) -> None:
     digest = hashlib.sha256(b"x").hexdigest()
     sums = f"{digest}  report.md\n".encode()
     info = _info("INC-1/SHA256SUMS", size=len(sums))
@@ -427,7 +436,8 @@ def test_an_unlisted_file_fails_the_sums(tmp_path: Path) -> None:
         tar.addfile(_info("INC-1/report.md"), io.BytesIO(b"x"))
         tar.addfile(_info("INC-1/extra.txt"), io.BytesIO(b"x"))
         tar.addfile(info, io.BytesIO(sums))
-    report = verify_bundle(path, gnupghome=tmp_path / "g")
+    report = verify_bundle(path, gnupghome=tmp_path / "g",
+                           public_key_file=_signed(path, police_gpg))
     sums_check = next(c for c in report.checks if c.name == "sha256sums")
     assert not sums_check.ok and "extra.txt: not listed" in sums_check.detail
     assert "report.md" not in sums_check.detail  # the listed file matches
