@@ -37,6 +37,26 @@ def iso_epoch(ts: float) -> str:
     return iso_utc(datetime.fromtimestamp(ts, UTC))
 
 
+def local_text(ts: float, *, seconds: bool = False) -> str:
+    """What a person reads (messages, reports, the CLI): the server's local time with its
+    offset, ``15/03/2026 09:30 (UTC+07:00)``; JSON keeps ``iso_epoch``."""
+    dt = datetime.fromtimestamp(ts).astimezone()
+    off = dt.strftime("%z") or "+0000"
+    clock = "%H:%M:%S" if seconds else "%H:%M"
+    return f"{dt.strftime('%d/%m/%Y ' + clock)} (UTC{off[:3]}:{off[3:5]})"
+
+
+def parse_iso(text: str | None) -> float | None:
+    """Epoch seconds of an ISO 8601 time (``...Z`` or with an offset); None if unreadable."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(_FRACTION.sub(r"\1", text.strip()).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 

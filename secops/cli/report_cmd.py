@@ -58,32 +58,49 @@ def bundle_group() -> None:
 
 @bundle_group.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--office-key", metavar="FILE|FPR",
+              help="Required. The office's public GPG key: office-gpg.asc (from 'secops keys "
+                   "export-public', handed over in person) or its 40-hex-digit fingerprint "
+                   "in your keyring. The signature must be by that key.")
 @click.option("--signature", "sig_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The detached signature (default: FILE.asc).")
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
               help="Your GnuPG home: decrypts an encrypted bundle, and holds the office key "
-                   "when --office-key is not a file (default: $GNUPGHOME or ~/.gnupg).")
-@click.option("--office-key", metavar="FILE|FPR",
-              help="The office's public GPG key (office-gpg.asc from 'secops keys "
-                   "export-public') or its fingerprint: the signature must be by that key.")
+                   "when --office-key is a fingerprint (default: $GNUPGHOME or ~/.gnupg).")
+@click.option("--max-size", metavar="SIZE", default="2G", show_default=True,
+              help="Refuse a bundle whose file, decrypted content or unpacked files exceed "
+                   "this (K, M, G, T: binary units).")
+@click.option("--audit-root", "audit_roots", multiple=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="audit-root.pub from the office's public keys: the audit excerpt's "
+                   "checkpoints must come from that chain (recommended).")
 @click.option("--json", "as_json", is_flag=True)
-def verify_cmd(file: Path, sig_path: Path | None, gnupghome: Path | None,
-               office_key: str | None, as_json: bool) -> int:
-    """Check the signature, every file's SHA-256, the chain of custody and the audit excerpt
-    against its signed checkpoints. Exit 0 when all hold, 1 naming what failed."""
+def verify_cmd(file: Path, *, office_key: str | None, sig_path: Path | None,
+               gnupghome: Path | None, max_size: str, audit_roots: tuple[Path, ...],
+               as_json: bool) -> int:
+    """Check the signature by the office key, then every file's SHA-256, the chain of
+    custody and the audit excerpt against its signed checkpoints. Exit 0 when all hold, 1
+    naming what failed, 2 without --office-key."""
     from secops.errors import UsageError
-    from secops.reports.bundle import verify_bundle
+    from secops.reports.bundle_verify import verify_bundle
 
+    if office_key is None:
+        raise UsageError(
+            "bundle verify needs the office's public key, so that a bundle signed by any "
+            "other key cannot pass: --office-key office-gpg.asc, or --office-key FINGERPRINT",
+            hint="office-gpg.asc is written by 'secops keys export-public --out DIR' on the "
+                 "office server and handed over in person; check its fingerprint against the "
+                 "stamped paper report")
     key_file, fpr = None, None
-    if office_key is not None:
-        if Path(office_key).is_file():
-            key_file = Path(office_key)
-        elif _FPR.match(office_key.replace(" ", "")):
-            fpr = office_key
-        else:
-            raise UsageError(f"--office-key {office_key}: neither a key file nor a "
-                             "40-hex-digit fingerprint")
-    report = verify_bundle(file, sig_path, gnupghome, key_file, fpr)
+    if Path(office_key).is_file():
+        key_file = Path(office_key)
+    elif _FPR.match(office_key.replace(" ", "")):
+        fpr = office_key
+    else:
+        raise UsageError(f"--office-key {office_key}: neither a key file nor a "
+                         "40-hex-digit fingerprint")
+    report = verify_bundle(file, sig_path, gnupghome, key_file, fpr,
+                           max_size=parse_size(max_size), audit_roots=list(audit_roots))
     if as_json:
         emit_json(report.as_json())
     else:
@@ -100,8 +117,24 @@ def verify_cmd(file: Path, sig_path: Path | None, gnupghome: Path | None,
     return 0
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``2G``, ``512M``, ``64MiB``, ``1048576``: bytes (binary units)."""
+    from secops.errors import UsageError
+
+    m = _SIZE.match(text)
+    if m is None or int(m.group(1)) == 0:
+        raise UsageError(f"--max-size {text}: not a size (examples: 2G, 512M, 64MiB)")
+    return int(m.group(1)) << (10 * "_KMGT".index(m.group(2).upper() or "_"))
+
+
+from secops.reports.drill_cmd import drill, verify_drill  # noqa: E402
 from secops.reports.weekly_cmd import weekly  # noqa: E402 - attached after the group exists
 
 report_group.add_command(weekly)
+report_group.add_command(drill)
+report_group.add_command(verify_drill)
 
 COMMANDS = [report_group, bundle_group]

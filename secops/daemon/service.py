@@ -74,6 +74,7 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
+        raise_fd_limit(self.log)  # a fanotify event the kernel has no descriptor for is denied
         self._check_folders()
         self.db.ensure_targets(t.name for t in self.cfg.backup.targets)
         signal.signal(signal.SIGTERM, self._on_term)
@@ -98,9 +99,9 @@ class Service:
             try:
                 now = self.clock.monotonic()
                 if now >= next_ping:
-                    self._heartbeat()
+                    pinged = self._heartbeat()
                     self._check_roots()
-                    next_ping = now + min(ping, 10.0)
+                    next_ping = now + (min(ping, 10.0) if pinged else 1.0)
                 if now >= next_tick:
                     self._tick_monitor()
                     next_tick = now + 1.0
@@ -211,6 +212,7 @@ class Service:
     def _start_monitor(self) -> None:
         if not self.cfg.integrity.enabled:
             self.monitor = None
+            self.db.set_monitor(iso_utc(self.clock.now()), "off")
             return
         from secops.fim.monitor import Monitor
         from secops.fim.state import FimState
@@ -321,6 +323,8 @@ class Service:
                                self.force_polling)
         for w in self.watcher.start():
             self.log("WARNING", w)
+        for root, problem in self.watcher.degraded.items():  # polled: say what to raise
+            self._alert("watch.degraded", "high", {"paths": [root], "problem": problem})
 
     # -- the loop's steps ------------------------------------------------------------------
 
@@ -562,15 +566,34 @@ class Service:
             "first_bad_seq": key[0], "problem": key[1], "detail": result.get("detail"),
             "paths": [str(Path(self.cfg.paths.state_dir) / "audit" / "audit.jsonl")]})
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self) -> bool:
+        """Record the heartbeat; ping the systemd watchdog unless the open gate leaves opens
+        waiting (a daemon that cannot answer them is killed, WatchdogSec=, and the kernel
+        then allows them). False when the ping was held back (try again in a second)."""
         self.db.heartbeat(iso_utc(self.clock.now()), "running")
+        if self.monitor is not None and not self.monitor.gate_answering():
+            self.log("ERROR", "the open gate is not answering: no watchdog ping")
+            return False
         notify.watchdog()
+        return True
 
     def _write_metrics(self) -> None:
         try:
             write_metrics(self.cfg, self.db)
         except OSError as e:
             self.log("WARNING", f"cannot write the metrics file: {e}")
+
+
+def raise_fd_limit(log: Log) -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit (systemd's default soft limit is 1024)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as e:
+            log("WARNING", f"cannot raise the open file limit from {soft} to {hard}: {e}")
 
 
 def _give_back_memory() -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from secops import process
-from secops.backup.engine import Engine
 from secops.cli.render import console
 from secops.clock import iso_utc
 from secops.config.schema import Config
@@ -158,17 +157,20 @@ class _Lab:
         return True
 
     def _restore(self, snap: tuple[str, str], files: list[str]) -> bool:
-        from secops.restore.restore import Request, run_restore
-
+        """``secops restore --in-place``, as the officer would type it: audited
+        (restore.completed), so the incident report counts it as the incident's restore."""
         target, sid = snap
-        req = Request(sid, None, target, tuple(files), in_place=True)
-        outcome = run_restore(self.cfg, Engine.from_config(self.cfg), req)
-        ok = outcome.verification.ok
+        includes = [arg for f in files for arg in ("--include", f)]
+        ok, doc = _cli(self.cfg, "restore", sid, "--target", target, "--in-place", *includes,
+                       "--json")
+        if not isinstance(doc, dict):
+            _say(f"[red]secops restore --in-place failed[/]: {doc}")
+            return False
         _say(f"secops restore {sid[:8]} --target {target} --in-place: {_n(len(files), 'file')} "
-             f"after a safety snapshot ({(outcome.safety_snapshot or '')[:8]}) of the damaged "
-             "state; " + ("verified against the signed manifest" if ok else
+             f"after a safety snapshot ({(doc.get('safety_snapshot') or '')[:8]}) of the damaged "
+             "state; " + ("verified against the signed manifest" if ok and doc.get("ok") else
                           "[red]VERIFICATION FAILED[/]"))
-        return ok
+        return ok and bool(doc.get("ok"))
 
     def _settle_and_stop(self) -> None:
         """Let the daemon back up the restored folder, then stop it."""
@@ -206,7 +208,9 @@ class _Lab:
         ok, doc = _cli(self.cfg, "report", "incident", inc["id"], "--json")
         if ok:
             _say(f"signed evidence bundle for the police: {doc['bundle']} "
-                 f"(check: secops bundle verify {doc['bundle']})")
+                 f"(check: secops keys export-public --out DIR, then secops bundle verify "
+                 f"{doc['bundle']} --office-key DIR/office-gpg.asc --audit-root "
+                 "DIR/audit-root.pub)")
         else:
             _say(f"[red]the incident report failed[/]: {doc}")
 

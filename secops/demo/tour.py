@@ -90,6 +90,7 @@ def run_tour(cfg: Config, keep_server: bool = False,
 
 def _drills(cfg: Config, engine: Engine) -> bool:
     """Step 8: a recovery drill on every target, verified against the signed manifest."""
+    from secops.audit import record_safely
     from secops.clock import SystemClock
     from secops.restore.drill import run_drill
 
@@ -103,6 +104,10 @@ def _drills(cfg: Config, engine: Engine) -> bool:
             con.print(f"   {t.name:<10} [red]FAILED[/] {e}")
             good = False
             continue
+        record_safely(cfg.paths.state_dir, cfg.office.code,   # as `secops drill` does
+                      "drill.completed" if r["ok"] else "drill.failed",
+                      {k: r.get(k) for k in ("target", "snapshot_id", "ok", "files_checked",
+                                             "rto_s", "rpo_s", "report")})
         verdict = "[green]ok[/]" if r["ok"] else "[red]FAILED[/]"
         con.print(f"   {t.name:<10} {verdict} {r['files_checked']} files verified, "
                   f"RTO {r['rto_s']:.1f} s, report {r['report']}")
@@ -182,12 +187,12 @@ def _record(cfg: Config, results: list[TargetResult], started: float) -> None:
     integrity monitor pins one of them as the last snapshot before an attack."""
     from secops.daemon.state import record_results
 
-    db = StateDB(Path(cfg.paths.state_dir) / "state.db")
-    try:
+    db = StateDB(Path(cfg.paths.state_dir) / "state.db", office=cfg.office.code)
+    try:   # and in the audit log, as `secops backup now` records them
         db.ensure_targets(t.name for t in cfg.backup.targets)
         record_results(db, results, started=started, now=time.time(),
                        now_iso=iso_utc(datetime.now(UTC)),
                        retry_max=cfg.daemon.retry_max_seconds,
-                       retry_min=cfg.daemon.retry_min_seconds)
+                       retry_min=cfg.daemon.retry_min_seconds, actor="cli")
     finally:
         db.close()

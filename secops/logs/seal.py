@@ -55,6 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from secops import database
 from secops.clock import Clock, SystemClock, iso_utc
 from secops.config.schema import Config
 from secops.errors import OperationalError
@@ -437,7 +438,7 @@ def _db(state_dir: str) -> Iterator[sqlite3.Connection]:
     path = Path(state_dir) / "state.db"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, timeout=30)
+        db = database.connect(path, timeout=30)
     except (OSError, sqlite3.Error) as e:
         raise OperationalError(f"{path}: cannot open the state database: {e}") from None
     try:

@@ -287,7 +287,7 @@ def restore_run(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                                     f"playbook:{ctx.playbook.id}")
         outcome = run_restore(ctx.cfg, Engine.from_config(ctx.cfg),
                               Request(snap, to, target, includes, force=True,
-                                      in_place=in_place))
+                                      in_place=in_place, scratch=not in_place))
     finally:
         if state is not None:
             state.stop_maintenance()

@@ -39,6 +39,7 @@ from secops.clock import Clock, SystemClock, iso_utc
 from secops.config.schema import Config
 from secops.errors import OperationalError, SecopsError
 from secops.files import ensure_private_dir
+from secops.pathtext import display, display_tree, encode, plain
 
 CUSTODY = "custody.jsonl"
 CHUNK = 1 << 20
@@ -188,10 +189,14 @@ def _process_ids(pid: int) -> dict[str, int | None]:
 
 
 def _cmdline(pid: int) -> list[str] | None:
+    """The command line, its secrets (``--password X``, ``TOKEN=X``, ``user:pass@``) masked."""
+    from secops.redact import redact_argv
+
     try:
-        return [_text(a) for a in _read(f"/proc/{pid}/cmdline", 128 * 1024).split(b"\0") if a]
+        raw = _read(f"/proc/{pid}/cmdline", 128 * 1024)
     except OSError:
         return None
+    return redact_argv([_text(a) for a in raw.split(b"\0") if a])
 
 
 def fd_table() -> tuple[list[tuple[int, int, bytes]], list[int]]:
@@ -291,7 +296,10 @@ def file_hashes_doc(paths: Sequence[str]) -> dict[str, Any]:
 
 
 def _file_hash(path: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"path": path}
+    # a name that is not UTF-8: readable (\xff, marked) and, exactly, as b64: + its bytes
+    entry: dict[str, Any] = {"path": display(path)}
+    if not plain(path):
+        entry["path_bytes"] = encode(path)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -369,7 +377,8 @@ def _json_step(kind: str, description: str, source: str, method: str,
         except Exception as e:  # one failed source never stops the collection
             error = f"{source}: {type(e).__name__}: {e}"
             doc = {"error": error}
-        sink.write(json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8") + b"\n")
+        sink.write(json.dumps(display_tree(doc), ensure_ascii=False, indent=1).encode("utf-8")
+                   + b"\n")
         return error
     return _Step(kind, f"{kind}.json", description, source, method, write)
 
@@ -433,7 +442,7 @@ def plan_steps(cfg: Config, paths: Sequence[str], pids: Sequence[int],
                    "files, with their access mode", "/proc/*/fd, /proc/*/fdinfo", proc,
                    lambda: open_files_doc(roots, paths, pids)),
         _json_step("file_hashes", f"SHA-256 and metadata of the {len(paths)} file(s) the "
-                   "event names", ", ".join(paths) or "(none)",
+                   "event names", ", ".join(map(display, paths)) or "(none)",
                    "lstat, streaming SHA-256 (symlinks not followed)",
                    lambda: file_hashes_doc(paths)),
     ]
@@ -514,7 +523,7 @@ def _collect_one(folder: Path, step: _Step, seq: int, when: str, limits: Limits)
         name = _free_name(folder, f"{name}.error.json")
         sink = _Sink(folder / name)
         try:
-            sink.write(json.dumps({"source": step.source, "error": error},
+            sink.write(json.dumps(display_tree({"source": step.source, "error": error}),
                                   ensure_ascii=False).encode("utf-8") + b"\n")
         finally:
             sink.close()
@@ -544,7 +553,8 @@ def _encode_custody(item: Item, collector: dict[str, Any], incident: str | None,
               "collected_at": item.collected_at, "sha256": item.sha256, "size": item.size,
               "method": item.method, "error": item.error, "truncated": item.truncated,
               "collector": collector, "incident": incident, "prev": prev}
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json.dumps(display_tree(record), ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8")
 
 
 def _append_custody(path: Path, item: Item, collector: dict[str, Any], incident: str | None,
@@ -603,7 +613,7 @@ def verify_custody(folder: Path, *, head: str | None = None) -> list[str]:
             rec = json.loads(line)
             if not isinstance(rec, dict):
                 raise ValueError("not an object")
-        except ValueError:
+        except (ValueError, RecursionError):
             problems.append(f"{path}, line {n}: not a custody record (edited?)")
             prev = line_hash(line)
             continue

@@ -44,10 +44,11 @@ from typing import IO, Any, Literal
 import msgspec
 from loguru import logger
 
-from secops.clock import iso_utc
+from secops.clock import iso_utc, local_text, parse_iso
 from secops.config.schema import Config, Notify
 from secops.errors import ConfigError, OperationalError, SecopsError, UsageError
 from secops.files import atomic_write, ensure_private_dir, read_secret
+from secops.pathtext import display
 
 Channel = Literal["email", "webhook", "file"]
 DROP = "drop"
@@ -56,6 +57,7 @@ BACKOFF_MAX_SECONDS = 3600.0
 WEBHOOK_TIMEOUT_SECONDS = 15.0
 _ADDRESS = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+")
 _ID = re.compile(r"[0-9a-f]{16}")
+_ISO_UTC = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z\b")
 
 
 @dataclass
@@ -95,6 +97,17 @@ def payload(cfg: Config, msg: Message) -> bytes:
     return json.dumps(doc, ensure_ascii=False).encode("utf-8")
 
 
+def local_times(text: str) -> str:
+    """Every ISO 8601 UTC time in a message's text (an event's ``{event.time}``) as people
+    read it: local time with the zone, ``15/03/2026 09:30:12 (UTC+07:00)``. The JSON around
+    a webhook's or a file drop's text keeps UTC."""
+    def local(m: re.Match[str]) -> str:
+        ts = parse_iso(m.group(0))
+        return m.group(0) if ts is None else local_text(ts, seconds=True)
+
+    return _ISO_UTC.sub(local, text)
+
+
 def _result(msg: Message, ok: bool, error: str | None, gave_up: bool) -> dict[str, Any]:
     return {"id": msg.id, "channel": msg.channel, "to": list(msg.to), "ok": ok,
             "error": error, "gave_up": gave_up}
@@ -120,7 +133,10 @@ class Outbox:
         plan = route(self.cfg, to)
         files = _check_attachments(attachments)
         now = self.clock()
-        subject = re.sub(r"[\r\n]+", " ", subject).strip()   # one header line, no injection
+        subject = local_times(re.sub(r"[\r\n]+", " ", subject).strip())  # one header line
+        body = local_times(body)
+        # a file name that is not UTF-8 (from an event): its stray bytes as \xff, marked
+        subject, body = display(subject), display(body)
         msgs = [Message(id=secrets.token_hex(8), created=now, channel=channel, to=dest,
                         subject=subject, body=body,
                         attachments=files if channel == "email" else [],

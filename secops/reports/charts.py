@@ -91,7 +91,7 @@ def backups_per_day(days: Sequence[str], targets: Sequence[tuple[str, Sequence[t
     ``days``: the x labels; ``targets``: (name, [(ok, failed) per day]); ``words``: "title",
     "ok", "failed", "y" (the y axis label), "target" (the panel caption prefix).
     """
-    panel_h, top_pad, left, right = 150.0, 44.0, 56.0, WIDTH - 16.0
+    panel_h, top_pad, left, right = 158.0, 44.0, 56.0, WIDTH - 16.0
     height = top_pad + panel_h * max(len(targets), 1) + 8
     body = [_text(left, 16, words["title"], size=12, anchor="start", weight="bold")]
     body += _legend(left, 34, [(words["ok"], OK_COLOR), (words["failed"], FAILED_COLOR)])
@@ -99,7 +99,7 @@ def backups_per_day(days: Sequence[str], targets: Sequence[tuple[str, Sequence[t
         body.append(_text(WIDTH / 2, top_pad + 40, words.get("none", "-")))
     for i, (name, counts) in enumerate(targets):
         y0 = top_pad + i * panel_h
-        top, bottom = y0 + 24, y0 + panel_h - 28
+        top, bottom = y0 + 34, y0 + panel_h - 28    # room for a full bar's label
         body.append(f'<g class="panel" data-target="{_t(name)}">')
         body.append(_text(left, y0 + 14, f'{words["target"]}: {name}', size=10.5,
                           anchor="start", weight="bold"))
@@ -131,7 +131,7 @@ def rpo_histogram(bins: Sequence[str], targets: Sequence[tuple[str, Sequence[int
     ``bins``: the x labels (duration ranges); ``targets``: (name, [count per bin]);
     ``words``: "title", "x" (the x axis label), "y" (the y axis label), "none".
     """
-    left, right, top, bottom = 56.0, WIDTH - 16.0, 50.0, 220.0
+    left, right, top, bottom = 56.0, WIDTH - 16.0, 60.0, 230.0
     height = bottom + 44
     colors = [PALETTE[i % len(PALETTE)] for i in range(len(targets))]
     body = [_text(left, 16, words["title"], size=12, anchor="start", weight="bold")]

@@ -23,9 +23,12 @@ from secops.cli.context import AppContext
 @click.pass_obj
 def weekly(app: AppContext, week: str | None, lang: str | None, send: bool, as_json: bool
            ) -> int:
-    """Write the weekly report: HTML, PDF signed with the office GPG key, and JSON."""
-    from secops.cli.render import console, emit_json, warn
+    """Write the weekly report: HTML, PDF signed with the office GPG key, and JSON, as
+    weekly-YYYY-Www.LANG.*; a report already written is kept and the new one is its next
+    revision (weekly-YYYY-Www.LANG.r2.*)."""
+    from secops.cli.render import emit_json, warn
     from secops.clock import SystemClock
+    from secops.reports.paper import local_time
     from secops.reports.weekly import deliver, parse_week, write_weekly
 
     if week is not None:
@@ -41,10 +44,14 @@ def weekly(app: AppContext, week: str | None, lang: str | None, send: bool, as_j
     if as_json:
         emit_json(out)
     else:
-        con = console()
-        con.print(f"Weekly report {out['week']}:")
-        con.print(f"  page       {out['report']}")
-        con.print(f"  PDF        {out['pdf']}")
-        con.print(f"  signature  {out['signature']} (GPG key {out['fingerprint']})")
-        con.print(f"  check it:  gpg --verify {out['signature']} {out['pdf']}")
+        prev = out.get("previous")
+        lines = [f"Weekly report {out['week']} ({out['language']}), revision {out['revision']}:"]
+        if prev:
+            sent = f", delivered {local_time(prev['delivered'], 'en', zone=True)}" \
+                if prev.get("delivered") else ""
+            lines.append(f"  revision {prev['revision']} ({prev['pdf']}{sent}) is kept unchanged")
+        lines += [f"  page       {out['report']}", f"  PDF        {out['pdf']}",
+                  f"  signature  {out['signature']} (GPG key {out['fingerprint']})",
+                  f"  check it:  gpg --verify {out['signature']} {out['pdf']}"]
+        click.echo("\n".join(lines))
     return 0

@@ -25,7 +25,8 @@ def run_drill(cfg: Config, engine: Engine, ref: str, target: str, *, clock: Cloc
     start = time.monotonic()
     try:
         outcome = run_restore(cfg, engine, Request(ref, scratch, target=target, force=True,
-                                                   delete_verified=True), on_progress)
+                                                   delete_verified=True, scratch=True),
+                              on_progress)
         rto = time.monotonic() - start
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -33,16 +34,21 @@ def run_drill(cfg: Config, engine: Engine, ref: str, target: str, *, clock: Cloc
     report: dict[str, Any] = {
         "ok": v.ok, "snapshot_id": outcome.snapshot.id, "target": target,
         "files_checked": v.files_checked, "bytes": v.bytes,
-        "mismatched": v.mismatched, "missing": v.missing,
+        "mismatched": v.mismatched, "missing": v.missing, "problems": v.problems,
         "rto_s": round(rto, 3),
         "rpo_s": round((started_at - outcome.snapshot.time).total_seconds(), 1),
         "time": iso_utc(started_at), "snapshot_time": iso_utc(outcome.snapshot.time),
         "office": cfg.office.code, "office_name": cfg.office.name,
+        "office_place": cfg.office.place,
         "manifest_signed_by": outcome.signed_by, "warnings": outcome.warnings,
     }
     from secops.reports.drill_report import write_report
 
-    path = write_report(state, report, cfg.office.language, stamp)
-    report["report"] = str(path)
+    files = write_report(state, report, cfg.office.language, stamp, now=clock.now())
+    report["report"] = files["json"]
+    report["pdf"] = files.get("pdf")
+    if "print_error" in files:
+        report["warnings"] = [*report["warnings"],
+                              f"the printed report was not made: {files['print_error']}"]
     record(state.root / "state.db", report)
     return report

@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from secops import database
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS drills (
     time TEXT NOT NULL,
@@ -22,7 +24,7 @@ CREATE TABLE IF NOT EXISTS drills (
 
 
 def record(db_path: Path, r: dict[str, Any]) -> None:
-    db = sqlite3.connect(db_path, timeout=30)
+    db = database.connect(db_path, timeout=30)
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(SCHEMA)
@@ -37,7 +39,7 @@ def record(db_path: Path, r: dict[str, Any]) -> None:
 def recent(db_path: Path, since_iso: str) -> list[dict[str, Any]]:
     if not db_path.exists():
         return []
-    db = sqlite3.connect(db_path, timeout=30)
+    db = database.connect(db_path, timeout=30)
     try:
         db.execute(SCHEMA)
         db.row_factory = sqlite3.Row

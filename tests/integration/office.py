@@ -23,6 +23,25 @@ drill_weekday = ""
 weekly_report_weekday = ""
 """
 
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+# the shipped playbooks, notices into a drop folder (``{drop}``: format with its path)
+PLAYBOOK_TAIL = f"""
+[schedule]
+backup_every_minutes = 0
+rescan_every_minutes = 0
+check_daily_at = ""
+retention_daily_at = ""
+drill_weekday = ""
+
+[playbooks]
+dir = "{PLAYBOOKS}"
+max_step_seconds = 300
+
+[notify]
+drop_dir = "{{drop}}"
+recipients = {{{{ office = ["drop"], police = ["drop"] }}}}
+"""
+
 HEADER = """\
 [office]
 name = "UBND xã Tân Kỳ"

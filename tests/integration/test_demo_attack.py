@@ -6,10 +6,12 @@ free port); and the demo attacker's licence check, with its negative twin.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -36,9 +38,12 @@ def _attacker(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.requires_gpg
 def test_demo_tour_contains_the_attack_and_restores_every_file(tmp_path: Path) -> None:
     text = DEMO_CONFIG.read_text(encoding="utf-8")
-    assert '"../.demo/' in text and "18731" in text, "configs/demo.toml changed shape"
+    assert '"../.demo/' in text and "18731" in text and 'dir = "../playbooks"' in text, \
+        "configs/demo.toml changed shape"
     config = tmp_path / "demo.toml"
+    playbooks = DEMO_CONFIG.parents[1] / "playbooks"
     config.write_text(text.replace('"../.demo/', f'"{tmp_path}/')
+                      .replace('dir = "../playbooks"', f'dir = "{playbooks}"')
                       .replace("18731", str(free_port())), encoding="utf-8")
 
     done = subprocess.run([sys.executable, "-m", "secops", "--config", str(config), "demo"],
@@ -59,6 +64,7 @@ def test_demo_tour_contains_the_attack_and_restores_every_file(tmp_path: Path) -
         assert "detection: inotify only" in out, out
     assert "read-only for everyone now, root included" in out
     assert re.search(r"\d+ files? restored, all verified", out), out
+    _the_report_matches_the_state(config, tmp_path)
 
     # nothing outlives the tour: no immutable path, no daemon, no attacker
     data = tmp_path / "bau-cu"
@@ -74,6 +80,45 @@ def test_demo_tour_contains_the_attack_and_restores_every_file(tmp_path: Path) -
         if str(config).encode() in argv or b"secops.demo.attack" in argv:
             mine.append(argv)
     assert not mine, mine
+
+
+def _secops(config: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "secops", "--config", str(config), *args],
+                          capture_output=True, text=True, env=_env(home), timeout=120,
+                          check=False)
+
+
+def _the_report_matches_the_state(config: Path, home: Path) -> None:
+    """The tour's bundle, read as the police read it: every local snapshot id it names
+    exists; the in-place restore is §8.1's; the excerpt holds the tour's own backups,
+    drills and restore; the personal-data judgement is the same in English."""
+    (bundle,) = (home / "state" / "reports").glob("INC-*.tar.gz")
+    with tarfile.open(bundle) as tar:
+        tar.extractall(home / "police", filter="data")
+    top = next((home / "police").iterdir())
+    doc = json.loads((top / "report.json").read_text(encoding="utf-8"))
+    listed = _secops(config, home, "snapshots", "--target", "local", "--json")
+    existing = {s["id"] for s in json.loads(listed.stdout)}
+    named = [s["snapshot_id"] for s in doc["snapshots"] if s["target"] == "local"]
+    named += [r[k] for r in doc["recovery"]["restores"] for k in ("snapshot", "safety_snapshot")
+              if r["target"] == "local" and r[k]]
+    named += [d["snapshot_id"] for d in doc["recovery"]["drills"] if d["target"] == "local"]
+    assert named and all(any(e.startswith(n) for e in existing) for n in named), \
+        (named, existing)
+    restores = doc["recovery"]["restores"]
+    assert [r["in_place"] for r in restores] == [True] and restores[0]["safety_snapshot"]
+    kinds = {json.loads(line)["kind"] for line in
+             (top / "audit" / "audit-excerpt.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert {"backup.completed", "drill.completed", "restore.completed",
+            "incident.opened"} <= kinds, kinds
+    english = _secops(config, home, "report", "incident", doc["incident"]["id"], "--lang", "en",
+                      "--json")
+    assert english.returncode == 0, english.stderr
+    with tarfile.open(json.loads(english.stdout)["bundle"]) as tar:
+        tar.extractall(home / "police-en", filter="data")
+    en = json.loads(next((home / "police-en").iterdir()).joinpath("report.json").read_text(
+        encoding="utf-8"))
+    assert en["breach"]["personal_data"] == doc["breach"]["personal_data"]
 
 
 def test_demo_attacker_refuses_a_folder_without_the_marker(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ recipients = {{ office = ["vanphong@tan-ky.test"] }}
     with log.open("wb") as out:
         daemon = subprocess.Popen([sys.executable, "-c", RUNNER, str(office.config)],
                                   stdout=out, stderr=out, env=env)
-    pdf = office.state / "reports" / "weekly-2026-W11.pdf"
+    pdf = office.state / "reports" / "weekly-2026-W11.vi.pdf"
     try:
         wait_for(lambda: "secops daemon ready" in log.read_text(), 60, "the daemon")
         assert not pdf.exists() or "T07:00" in log.read_text()  # not before 07:00
@@ -83,10 +83,10 @@ recipients = {{ office = ["vanphong@tan-ky.test"] }}
         made = next(line for line in log.read_text().splitlines()
                     if "weekly report 2026-W11" in line)
         assert made >= "2026-03-16T07:00"  # ... and wrote the report once it was 07:00
-        assert (office.state / "reports" / "weekly-2026-W11.pdf.asc").exists()
+        assert (office.state / "reports" / "weekly-2026-W11.vi.pdf.asc").exists()
         mail = smtp_server.wait_for_messages(1, timeout=60)[0]
         names = [p.get_filename() for p in mail.message.iter_attachments()]
-        assert "weekly-2026-W11.pdf" in names
+        assert "weekly-2026-W11.vi.pdf" in names
     finally:
         daemon.terminate()
         daemon.wait(30)

@@ -79,7 +79,8 @@ def test_cli_writes_a_signed_report_and_a_tampered_pdf_fails(tmp_path: Path) -> 
     out = done.json()
     assert set(out) >= {"report", "pdf", "signature"} and out["week"] == week
     html, pdf, sig = Path(out["report"]), Path(out["pdf"]), Path(out["signature"])
-    assert html.name == f"weekly-{week}.html" and pdf.parent == o.state / "reports"
+    assert html.name == f"weekly-{week}.vi.html" and pdf.parent == o.state / "reports"
+    assert pdf.name == f"weekly-{week}.vi.pdf" and sig.name == f"weekly-{week}.vi.pdf.asc"
     assert pdf.read_bytes().startswith(b"%PDF") and sig.read_text().startswith(
         "-----BEGIN PGP SIGNATURE-----")
     page = html.read_text(encoding="utf-8")
@@ -107,10 +108,15 @@ def test_cli_writes_a_signed_report_and_a_tampered_pdf_fails(tmp_path: Path) -> 
     assert rec["data"]["pdf_sha256"] == hashlib.sha256(pdf.read_bytes()).hexdigest()
     assert rec["data"]["week"] == week
 
+    vietnamese = {p: p.read_bytes() for p in (html, pdf, sig, Path(out["json"]))}
     english = secops(o, "report", "weekly", "--week", week, "--lang", "en", "--json")
     assert english.code == 0, english.err
-    assert "Backups per target" in Path(english.json()["report"]).read_text(encoding="utf-8")
-    assert gpg_verify(o, sig, pdf).returncode == 0         # re-signed with the new PDF
+    en = english.json()
+    assert Path(en["pdf"]).name == f"weekly-{week}.en.pdf" and en["revision"] == 1
+    assert "Backups per target" in Path(en["report"]).read_text(encoding="utf-8")
+    assert gpg_verify(o, Path(en["signature"]), Path(en["pdf"])).returncode == 0
+    assert {p: p.read_bytes() for p in vietnamese} == vietnamese   # the Vietnamese one stays
+    assert gpg_verify(o, sig, pdf).returncode == 0
 
 
 def test_bad_week_is_exit_2_without_work(tmp_path: Path) -> None:
@@ -168,3 +174,23 @@ def test_monday_job_mails_the_signed_pdf_once(tmp_path: Path, smtp_server: SmtpS
     assert len(smtp_server.messages) == 1                  # send_now is synchronous
     records = (o.state / "audit" / "audit.jsonl").read_text(encoding="utf-8")
     assert records.count('"kind":"report.weekly"') == 1
+
+    # the week again, by hand, after it was mailed: a new revision; the mailed one stays
+    mailed = {p: p.read_bytes() for p in map(Path, (first["pdf"], first["signature"],
+                                                   first["report"], first["json"]))}
+    again = secops(o, "report", "weekly", "--week", first["week"])
+    assert again.code == 0, again.err
+    r2 = o.state / "reports" / f"weekly-{first['week']}.vi.r2.pdf"
+    assert "revision 2:" in again.out and str(r2) in again.out
+    assert f"revision 1 ({pdf_name}, delivered " in again.out and "kept unchanged" in again.out
+    assert {p: p.read_bytes() for p in mailed} == mailed
+    assert gpg_verify(o, Path(first["signature"]), Path(first["pdf"])).returncode == 0
+    assert gpg_verify(o, r2.with_name(r2.name + ".asc"), r2).returncode == 0
+    page = r2.with_suffix(".html").read_text(encoding="utf-8")
+    assert f"Bản lập lần 2 của báo cáo tuần này. Bản lần 1 ({pdf_name}, lập lúc " in page
+    assert "đã gửi lúc" in page and "được giữ nguyên, không sửa." in page
+    doc = json.loads(r2.with_suffix(".json").read_text(encoding="utf-8"))
+    assert doc["revision"] == 2 and doc["previous"]["pdf"] == pdf_name
+    third = run_weekly(cfg, clock)                 # the daemon: delivered already, nothing sent
+    assert third["created"] is False and third["delivery"] == "already queued"
+    assert len(smtp_server.messages) == 1

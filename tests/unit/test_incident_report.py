@@ -1,5 +1,7 @@
-"""The incident report: every field Decree 13/2023/NĐ-CP (Mẫu số 03) and the NIST sections
-ask for, in Vietnamese and English, with intact diacritics in HTML, Markdown and the PDF."""
+"""The incident report: every field the personal-data breach notice of the law in force (an
+incident of May 2026: Law 91/2025/QH15, Decree 356/2025/NĐ-CP, Mẫu số 08) and the NIST
+sections ask for, in Vietnamese and English, with intact diacritics in HTML, Markdown and
+the PDF."""
 
 from __future__ import annotations
 
@@ -31,25 +33,29 @@ REQUIRED = {
            "Thông tin liên hệ của bộ phận bảo vệ dữ liệu", "Hậu quả, thiệt hại có thể xảy ra",
            "Biện pháp đã và sẽ thực hiện", "Thời hạn 72 giờ và tình trạng thông báo",
            "Phát hiện và phân tích", "Ngăn chặn", "Khôi phục", "Bài học kinh nghiệm",
-           "Kết quả khôi phục và diễn tập", "Người lập báo cáo", "Lãnh đạo phê duyệt",
-           "Chữ ký số", "Mẫu số 03", "13/2023/NĐ-CP"],
+           "Khôi phục trong sự cố", "Diễn tập gần nhất", "Người lập báo cáo",
+           "Lãnh đạo phê duyệt", "Chữ ký số", "Mẫu số 08", "356/2025/NĐ-CP", "91/2025/QH15",
+           "72 giờ kể từ khi phát hiện vi phạm", "chưa đối chiếu với văn bản chính thức"],
     "en": ["Description of the personal data breach", "Time and place", "The act",
            "Organisations and individuals involved", "Types and amount of personal data",
            "Data-protection contact", "Possible consequences and damage",
            "Measures taken and planned", "The 72-hour deadline and notification status",
            "Detection and analysis", "Containment", "Recovery", "Lessons learned",
-           "Recovery and drill results", "Prepared by", "Approved by (office leadership)",
-           "Digital signature", "Form No. 03", "13/2023/ND-CP"],
+           "Restores during the incident", "Latest drills", "Prepared by",
+           "Approved by (office leadership)", "Digital signature", "Form No. 08",
+           "356/2025/NĐ-CP", "91/2025/QH15", "72 hours after the breach was detected",
+           "not checked against the official text"],
 }
 TITLE = {"vi": "BÁO CÁO SỰ CỐ", "en": "INCIDENT REPORT"}
 NOT_DECLARED = {"vi": "chưa khai báo", "en": "not declared"}
+EVENT_TS = 1779414429.0   # 2026-05-22T01:47:09Z, the event's time
 VOTERS = "STT,Họ và tên,Ngày sinh,Giới tính\n1,Nguyễn Văn Ánh,01/02/1980,Nam\n" \
          "2,Trần Thị Bích,03/04/1990,Nữ\n3,Lê Văn Đức,05/06/1970,Nam\n"
 
 
-def make_config(tmp_path: Path) -> Config:
+def make_config(tmp_path: Path, **office: Any) -> Config:
     data = tmp_path / "bau-cu"
-    (data / "danh-sach-cu-tri").mkdir(parents=True)
+    (data / "danh-sach-cu-tri").mkdir(parents=True, exist_ok=True)
     raw: dict[str, Any] = {
         "office": {"name": "UBND xã Tân Kỳ", "code": "tan-ky", "address": "Xã Tân Kỳ, Nghệ An",
                    "contact_name": "Nguyễn Thị Hoà", "contact_title": "Công chức Văn phòng",
@@ -57,7 +63,18 @@ def make_config(tmp_path: Path) -> Config:
         "paths": {"state_dir": str(tmp_path / "state"), "watch": [str(data)]},
         "backup": {"targets": [{"name": "local", "repository": str(tmp_path / "repo")}]},
     }
+    raw["office"].update(office)
     return parse_config(raw, tmp_path / "secops.toml")
+
+
+def backdate(store: IncidentStore, incident_id: str, ts: float) -> None:
+    """Open the incident at ``ts`` (the store opens at the wall clock): the law in force,
+    the deadline and the ids follow the incident's own time, so tests pick it."""
+    with store._db:
+        store._db.execute("UPDATE incidents SET opened = ?, updated = ? WHERE id = ?",
+                          (ts, ts, incident_id))
+        store._db.execute("UPDATE incident_timeline SET time = ? WHERE incident = ?",
+                          (ts, incident_id))
 
 
 @pytest.fixture
@@ -75,6 +92,7 @@ def office(tmp_path: Path) -> tuple[Config, IncidentStore, str]:
     store.note(inc.id, "step", {"playbook": "personal-data-breach", "step": "draft",
                                 "type": "action", "ok": True, "error": None,
                                 "outputs": {"report": "incident.md"}})
+    backdate(store, inc.id, EVENT_TS)
     return cfg, store, inc.id
 
 
@@ -98,7 +116,7 @@ def test_both_languages_render_every_required_field(
         assert ("còn 71 giờ 0 phút" if lang == "vi" else "71 h 0 min left") in text
         # the amount of personal data: 3 voters, their fields
         assert "Họ và tên, Ngày sinh, Giới tính" in text
-        assert ("3 cử tri" if lang == "vi" else "3 voters") in text
+        assert ("3 bản ghi" if lang == "vi" else "3 records") in text
         assert FPR in text and incident in text
         assert unicodedata.is_normalized("NFC", text)
     assert doc["breach"]["personal_data"]["total_records"] == 3
@@ -129,10 +147,15 @@ def test_notification_status_follows_the_approvals(
     assert "OVERDUE" in render_md(build(cfg, store, incident, "en", now=opened + 73 * 3600), "en")
     store.request_approval(incident, "notified", "Đã gửi thông báo?", 3600)
     store.decide(incident, "notified", approve=True, by="cli:chu-tich")
+    with store._db:   # decided 10 hours after the incident opened
+        store._db.execute("UPDATE incident_approvals SET decided = ?", (opened + 36000,))
     done = build(cfg, store, incident, "vi", now=opened + 80 * 3600)
-    assert done["deadline"]["status"] == "notified" and done["deadline"]["by"] == "cli:chu-tich"
+    assert done["deadline"]["status"] == "notified"
+    assert done["deadline"]["notices"][0]["actor"] == "cli:chu-tich"
     md = render_md(done, "vi")
-    assert "Đã thông báo lúc" in md and "cli:chu-tich" in md and "QUÁ HẠN" not in md
+    assert "Đã thông báo lúc" in md and "QUÁ HẠN" not in md
+    assert "người dùng chu-tich qua dòng lệnh" in md  # an actor, in words
+    assert "cli:chu-tich" not in md
 
 
 def test_an_unsigned_report_never_says_it_is_signed(

@@ -118,9 +118,10 @@ def test_mail_without_smtp_host_is_a_config_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://x.example/", "chat.example/hook"])
 def test_webhook_must_be_http(tmp_path: Path, url: str) -> None:
-    outbox = Outbox(make_cfg(tmp_path, webhooks={"chat": url}), FakeClock())
+    # refused when the config is loaded (`secops config check`), before any message
     with pytest.raises(ConfigError, match=r"notify\.webhooks\.chat: must be an http"):
-        outbox.enqueue(to=["chat"], subject=SUBJECT, body=BODY)
+        Outbox(make_cfg(tmp_path, webhooks={"chat": url}), FakeClock()).enqueue(
+            to=["chat"], subject=SUBJECT, body=BODY)
 
 
 def test_bad_group_address_is_a_config_error(tmp_path: Path) -> None:

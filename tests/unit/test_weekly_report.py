@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
+from audit_start import started_audit_log
 
-from secops.audit.log import AuditLog, ensure_keys
+from secops.audit import log as audit_log
+from secops.audit.log import ensure_keys
 from secops.backup.models import TargetResult
 from secops.config.loader import parse_config
 from secops.config.schema import Config
@@ -29,6 +32,7 @@ from secops.errors import UsageError
 from secops.playbooks import incidents as incidents_module
 from secops.playbooks.incidents import IncidentStore
 from secops.reports import charts, weekly
+from secops.reports.i18n import words
 from secops.reports.pdf import render_pdf
 from secops.restore import history
 
@@ -38,25 +42,30 @@ FPR = "8D6C0F3B2A1E4F5C6B7A8D9E0F1A2B3C4D5E6F70"
 REQUIRED = {
     "vi": ["Sao lưu theo nơi lưu trữ", "Thay đổi toàn vẹn và phát hiện", "Sự cố và trạng thái",
            "Diễn tập khôi phục", "Kiểm tra nhật ký kiểm toán và nhật ký hệ thống",
-           "Dung lượng lưu trữ", "Số lần sao lưu mỗi ngày", "Phân bố RPO", "Người lập",
-           "Lãnh đạo Ủy ban nhân dân xã", "Chữ ký số", "BÁO CÁO TUẦN VỀ AN TOÀN DỮ LIỆU BẦU CỬ",
-           "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Tỷ lệ thành công", "RPO lớn nhất",
+           "Dung lượng lưu trữ", "Số lần sao lưu mỗi ngày", "Phân bố RPO", "NGƯỜI LẬP BÁO CÁO",
+           "TM. ỦY BAN NHÂN DÂN", "CHỦ TỊCH", "Nơi nhận:", "Chữ ký số",
+           "BÁO CÁO TUẦN VỀ AN TOÀN DỮ LIỆU BẦU CỬ", "ỦY BAN NHÂN DÂN XÃ TÂN KỲ",
+           "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Độc lập - Tự do - Hạnh phúc",
+           "Số: /BC-UBND", "Tỷ lệ thành công", "RPO lớn nhất",
            "RPO trung vị", "Thời gian khôi phục (RTO)", "Cách tính"],
     "en": ["Backups per target", "Integrity changes and detections",
            "Incidents and their states", "Recovery drills",
            "Audit log and system log verification", "Storage use", "Backups per day",
-           "RPO distribution", "Prepared by", "Leadership of the commune People's Committee",
-           "Digital signature", "WEEKLY ELECTION DATA SECURITY REPORT", "Success rate",
+           "RPO distribution", "PREPARED BY", "ON BEHALF OF THE PEOPLE'S COMMITTEE", "CHAIR",
+           "Recipients:", "Digital signature", "WEEKLY ELECTION DATA SECURITY REPORT",
+           "SOCIALIST REPUBLIC OF VIET NAM", "Independence - Freedom - Happiness", "Success rate",
            "RPO max", "RPO median", "Time to recover (RTO)", "Method"],
 }
 # Figures each language must show for the synthetic week below.
 FIGURES = {
     "vi": ["Tuần 2026-W11: từ 09/03/2026 đến hết 15/03/2026", "80 %", "100 %", "2 ngày",
-           "17 giờ", "30 phút", "42,5 giây", "KHÔNG ĐẠT", "1/2 lần đạt", "đã khoanh vùng",
-           "Nghi ngờ mã độc tống tiền", "không lấy được", "ngày 16 tháng 03 năm 2026"],
+           "17 giờ", "30 phút", "42,5 giây", "KHÔNG ĐẠT", "1/2 lần đạt", "đã ngăn chặn",
+           "Nghi ngờ mã độc tống tiền", "không lấy được", "Tân Kỳ, ngày 16 tháng 3 năm 2026",
+           "3 phát hiện", "ngăn chặn 1 lần, gỡ ngăn chặn 1 lần", "16/03/2026 07:00 (UTC+07:00)"],
     "en": ["Week 2026-W11: from 2026-03-09 to the end of 2026-03-15", "80%", "100%", "2 d",
            "17 h", "30 min", "42.5 s", "FAILED", "1/2 passed", "contained",
-           "Suspected ransomware", "unavailable:", "2026-03-16"],
+           "Suspected ransomware", "unavailable:", "Tan Ky, 16 March 2026", "3 detected (",
+           "contained 1 time(s), containment lifted 1 time(s)", "2026-03-16 07:00 (UTC+07:00)"],
 }
 
 
@@ -118,11 +127,13 @@ def ok(db: StateDB, target: str, started: float) -> None:
 
 
 def failed(db: StateDB, target: str, when: float) -> None:
-    """What the daemon does on a failed backup: the result, then the ``backup.failed`` event."""
-    record_results(db, [TargetResult(target, ok=False, error="target unreachable")],
-                   started=when, now=when, now_iso=iso(when), retry_max=900)
-    db.add_event(iso(when), "backup.failed", "daemon", "medium",
-                 {"target": target, "error": "target unreachable", "paths": []})
+    """What the daemon does on a failed backup, at ``when``: the result (and its audit
+    record), then the ``backup.failed`` event (and its own audit record)."""
+    with mock.patch.object(audit_log, "iso_utc_now", lambda: iso(when)):
+        record_results(db, [TargetResult(target, ok=False, error="target unreachable")],
+                       started=when, now=when, now_iso=iso(when), retry_max=900)
+        db.add_event(iso(when), "backup.failed", "daemon", "medium",
+                     {"target": target, "error": "target unreachable", "paths": []})
 
 
 def open_incident(store: IncidentStore, monkeypatch: pytest.MonkeyPatch, when: float,
@@ -139,7 +150,7 @@ def week_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     cfg = make_cfg(tmp_path)
     state = tmp_path / "state"
     ensure_keys(state)
-    AuditLog(state, "tan-ky").record("audit.genesis", "test", {"office": "tan-ky"})
+    started_audit_log(state, "tan-ky").record("audit.genesis", "test", {"office": "tan-ky"})
     db = StateDB(state / "state.db", office="tan-ky")
     db.ensure_targets(["local", "offsite"])
     ok(db, "local", at(8, 22))                  # Sunday before: only the first gap uses it
@@ -156,6 +167,7 @@ def week_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     db.add_event(iso(at(11, 2, 1)), "ransomware.suspected", "daemon", "critical",
                  {"paths": ["/srv/bau-cu/a.csv", "/srv/bau-cu/b.csv"], "score": 12.5})
     db.add_event(iso(at(11, 2, 1)), "integrity.frozen", "daemon", "critical", {"paths": []})
+    db.add_event(iso(at(11, 9)), "integrity.unfrozen", "cli", "info", {"paths": []})
     db.add_event(iso(at(8, 12)), "ransomware.suspected", "daemon", "critical",
                  {"paths": ["/srv/old.csv"]})   # the week before
     db.add_event(iso(at(14, 3)), "logs.tampered", "daemon", "high", {"paths": ["/var/log/x"]})
@@ -176,7 +188,7 @@ def week_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
 
 def signed(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "signing_key": FPR,
-            "files": {"pdf": "weekly-2026-W11.pdf", "signature": "weekly-2026-W11.pdf.asc"}}
+            "files": {"pdf": "weekly-2026-W11.vi.pdf", "signature": "weekly-2026-W11.vi.pdf.asc"}}
 
 
 def text_of(html: str) -> str:
@@ -263,8 +275,10 @@ def test_build_counts_the_week_and_nothing_else(week_state: Config) -> None:
     assert local["per_day"] == [[2, 0], [1, 0], [0, 0], [1, 0], [0, 1], [0, 0], [0, 0]]
     assert offsite["per_day"][0] == [5, 0]
     assert doc["integrity"]["counts"] == {
-        "integrity.unauthorized_change": 1, "ransomware.suspected": 1, "canary.touched": 1,
-        "integrity.frozen": 1, "integrity.unfrozen": 0}
+        "integrity.unauthorized_change": 1, "ransomware.suspected": 1, "canary.touched": 1}
+    assert doc["integrity"]["total"] == 3
+    assert doc["integrity"]["containment"]["counts"] == {"integrity.frozen": 1,
+                                                         "integrity.unfrozen": 1}
     [inc] = doc["incidents"]["items"]
     assert inc["state"] == "contained" and inc["new"] is True
     assert doc["drills"]["count"] == 2 and doc["drills"]["passed"] == 1
@@ -287,7 +301,7 @@ def test_both_languages_show_every_required_field(week_state: Config, lang: str)
         assert field in text, field
     assert "UBND xã Tân Kỳ" in text and "2026-W11" in text
     assert "8D6C 0F3B 2A1E 4F5C 6B7A 8D9E 0F1A 2B3C 4D5E 6F70" in text
-    assert "gpg --verify weekly-2026-W11.pdf.asc weekly-2026-W11.pdf" in text
+    assert "gpg --verify weekly-2026-W11.vi.pdf.asc weekly-2026-W11.vi.pdf" in text
     assert "Biên bản kiểm phiếu &lt;tổ 1&gt;.docx" in html          # escaped
     assert html.count("<svg") == 2 and "<script" not in html
     assert not re.search(r'(src|href)="(https?:|//)', html)       # self-contained
@@ -297,8 +311,9 @@ def test_both_languages_show_every_required_field(week_state: Config, lang: str)
 
 
 def test_both_dictionaries_have_the_same_words() -> None:
-    assert set(weekly.WORDS["vi"]) == set(weekly.WORDS["en"])
-    assert len(weekly.WORDS["vi"]["rpo_bins"].split("|")) == len(weekly.RPO_BOUNDS) + 1
+    vi, en = words("vi").table("weekly"), words("en").table("weekly")
+    assert set(vi) == set(en)
+    assert len(vi["rpo_bins"].split("|")) == len(weekly.RPO_BOUNDS) + 1
 
 
 def test_an_empty_office_still_gets_a_report(tmp_path: Path) -> None:
@@ -357,7 +372,7 @@ def test_backups_chart_has_one_bar_per_day_per_target() -> None:
 
 
 def test_rpo_histogram_bins_and_labels() -> None:
-    bins = weekly.WORDS["en"]["rpo_bins"].split("|")
+    bins = words("en").table("weekly")["rpo_bins"].split("|")
     svg = charts.rpo_histogram(bins, [("local", [0, 0, 0, 0, 1, 1, 2]),
                                       ("offsite", [0, 0, 0, 4, 0, 0, 0])],
                                {"title": "RPO distribution", "x": "Length of the gap",
@@ -393,9 +408,10 @@ def test_pdf_keeps_vietnamese_and_draws_the_charts(week_state: Config, tmp_path:
     text = subprocess.run([pdftotext, "-layout", str(path), "-"], capture_output=True,
                           check=True, timeout=60).stdout.decode("utf-8")
     text = text.replace("\xa0", " ")
-    for words in ("BÁO CÁO TUẦN VỀ AN TOÀN DỮ LIỆU BẦU CỬ", "Sao lưu theo nơi lưu trữ",
-                  "Lãnh đạo Ủy ban nhân dân xã", "Kiểm tra nhật ký kiểm toán", "Độc lập"):
-        assert words in text, words
+    for phrase in ("BÁO CÁO TUẦN VỀ AN TOÀN DỮ LIỆU BẦU CỬ", "Sao lưu theo nơi lưu trữ",
+                   "TM. ỦY BAN NHÂN DÂN", "Kiểm tra nhật ký kiểm toán", "Độc lập",
+                   "Tân Kỳ, ngày 16 tháng 3 năm 2026"):
+        assert phrase in text, phrase
     subprocess.run([pdftoppm, "-png", "-r", "80", str(path), str(tmp_path / "page")],
                    check=True, timeout=120)
     pages = sorted(tmp_path.glob("page-*.png"))
@@ -408,3 +424,123 @@ def test_pdf_keeps_vietnamese_and_draws_the_charts(week_state: Config, tmp_path:
                           if isinstance(c, tuple) and abs(c[0] - 70) < 12
                           and abs(c[1] - 130) < 12 and abs(c[2] - 180) < 12)
     assert bar_pixels > 500
+
+
+# -- issue 13: every figure is the state's ----------------------------------------------------
+
+
+def test_detections_are_the_detectors_events_and_containment_is_apart(
+        week_state: Config) -> None:
+    """One attack: a canary touched, ransomware suspected, then freeze and unfreeze. Freezing
+    and unfreezing are containment, not detections; the count is state.db's."""
+    import sqlite3
+
+    doc = weekly.build(week_state, "2026-W11", MONDAY_0700)
+    start, end, _ = weekly.week_bounds("2026-W11")
+    db = sqlite3.connect(Path(week_state.paths.state_dir) / "state.db")
+    rows = db.execute("SELECT kind, count(*) FROM events WHERE time >= ? AND time < ? "
+                      "GROUP BY kind", (iso(start.timestamp()), iso(end.timestamp()))).fetchall()
+    db.close()
+    in_week = dict(rows)
+    detections = sum(in_week.get(k, 0) for k in weekly.DETECTION_KINDS)
+    assert doc["integrity"]["total"] == detections == 3
+    assert {k: in_week.get(k, 0) for k in weekly.CONTAINMENT_KINDS} == \
+        doc["integrity"]["containment"]["counts"] == {"integrity.frozen": 1,
+                                                      "integrity.unfrozen": 1}
+    [row] = [s for s in weekly.view(signed(doc), "vi")["summary"]
+             if s["label"] == "Phát hiện về toàn vẹn"]
+    assert row["text"].startswith(f"{detections} phát hiện (")
+    assert "ngăn chặn 1 lần, gỡ ngăn chặn 1 lần" in row["text"]
+    page = text_of(weekly.render_html(signed(doc), "vi"))
+    events = page[page.index("Thời điểm Loại Mức độ"):page.index("Biện pháp ngăn chặn")]
+    assert "Ngăn chặn" not in events and "Gỡ ngăn chặn" not in events
+
+
+def _logs_doc(cfg: Config, **logs: Any) -> dict[str, Any]:
+    doc = signed(weekly.build(cfg, "2026-W11", MONDAY_0700))
+    doc["logs"].update(tampered_events=0, **logs)
+    return doc
+
+
+def _summary_of(doc: dict[str, Any], lang: str, label: str) -> dict[str, str]:
+    rows: list[dict[str, str]] = weekly.view(doc, lang)["summary"]
+    [row] = [s for s in rows if s["label"] == label]
+    return row
+
+
+def test_a_log_check_with_nothing_to_check_never_says_passed(week_state: Config) -> None:
+    off = _logs_doc(week_state)                          # sealing not configured
+    row = _summary_of(off, "vi", "Nhật ký hệ thống")
+    assert row == {"label": "Nhật ký hệ thống", "status": "na",
+                   "text": "chưa cấu hình niêm phong"}
+    assert _summary_of(off, "en", "System logs")["text"] == "sealing not configured"
+    audit = _summary_of(off, "vi", "Nhật ký kiểm toán")
+    assert audit["status"] == "good" and audit["text"].startswith("nguyên vẹn (")
+    assert "đạt" not in row["text"] and "passed" not in _summary_of(off, "en", "System logs")
+
+    unsealed = _logs_doc(week_state, seal_configured=True, ok=True,
+                         files=[{"path": "/var/log/auth.log", "status": "unsealed"}])
+    row = _summary_of(unsealed, "vi", "Nhật ký hệ thống")
+    assert (row["status"], row["text"]) == ("na", "không có gì để kiểm tra")
+
+    empty_journal = _logs_doc(week_state, journal={
+        "ran": True, "ok": True, "passed": 0, "failed": 0, "unverified": 0, "detail": "",
+        "time": None})
+    v = weekly.view(empty_journal, "vi")["logs"]
+    assert v["journal"] == "không có tệp nào để kiểm tra" and v["journal_class"] == "na"
+    assert weekly.view(empty_journal, "en")["logs"]["journal"] == "no file to check"
+
+    sealed = _logs_doc(week_state, seal_configured=True, ok=True,
+                       files=[{"path": "/var/log/auth.log", "status": "ok"},
+                              {"path": "/var/log/syslog", "status": "unsealed"}])
+    row = _summary_of(sealed, "vi", "Nhật ký hệ thống")
+    assert (row["status"], row["text"]) == ("good",
+                                            "nguyên vẹn (1 tệp được niêm phong đã đối chiếu)")
+
+    nothing_yet = signed(weekly.build(week_state, "2026-W11", MONDAY_0700))
+    nothing_yet["audit"] = {"ok": True, "records": 0, "skipped": "no audit log yet",
+                            "tampered_events": 0}
+    audit = _summary_of(nothing_yet, "vi", "Nhật ký kiểm toán")
+    assert (audit["status"], audit["text"]) == ("na", "Chưa có nhật ký kiểm toán")
+
+
+def test_an_audit_log_that_could_not_be_checked_says_why_once(week_state: Config) -> None:
+    doc = signed(weekly.build(week_state, "2026-W11", MONDAY_0700))
+    doc["audit"] = {"ok": False, "records": None, "problem": "unavailable",
+                    "detail": "permission denied: audit.jsonl", "tampered_events": 0}
+    vi = weekly.view(doc, "vi")["logs"]["audit_text"]
+    assert vi == ("KHÔNG KIỂM TRA ĐƯỢC: “permission denied: audit.jsonl” (thông báo gốc của "
+                  "hệ thống)")
+    en = weekly.view(doc, "en")["logs"]["audit_text"]
+    assert en.lower().count("could not be checked") == 1 and "unavailable" not in en, en
+    assert "permission denied: audit.jsonl" in en
+    assert _summary_of(doc, "vi", "Nhật ký kiểm toán")["status"] == "bad"
+
+
+def test_durations_below_a_minute_are_seconds_to_one_decimal() -> None:
+    def d(s: float, lang: str) -> str:
+        return weekly.fmt_duration(s, lang).replace("\xa0", " ")
+
+    assert d(2.5, "vi") == "2,5 giây" and d(2.5, "en") == "2.5 s"
+    assert d(1, "vi") == "1 giây" and d(0.04, "vi") == "0 giây"
+    assert d(59.97, "vi") == "1 phút" and d(3599.7, "en") == "1 h"
+
+
+def test_the_drill_table_names_each_snapshot_as_it_is_now(week_state: Config) -> None:
+    """A drill's snapshot pinned since (restic tag rewrote it): the id it has now; one the
+    target no longer has: said so, no dead id."""
+    from secops.backup import lineage
+
+    db = Path(week_state.paths.state_dir) / "state.db"
+    lineage.record(db, "local", "a1b2c3d4e5f6", "9f8e7d6c5b4a3210")
+    doc = signed(weekly.build(week_state, "2026-W11", MONDAY_0700))
+    first, second = doc["drills"]["items"]
+    assert first["current_id"] == second["current_id"] == "9f8e7d6c5b4a3210"
+    assert first["snapshot_id"] == "a1b2c3d4e5f6" and first["exists"] is None  # not listable
+    second["exists"] = False                    # as when the listing lacks it
+    page = text_of(weekly.render_html(doc, "vi"))
+    drills = re.sub(r"\s+", " ", page[page.index("4. Diễn tập khôi phục"):
+                                      page.index("5. Kiểm tra nhật ký")].replace("&nbsp;", " "))
+    assert "9f8e7d6c *" in drills and "a1b2c3d4" not in drills
+    assert "không còn trong kho" in drills
+    assert "báo cáo diễn tập đã ký ghi mã lúc diễn tập" in drills
