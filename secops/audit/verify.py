@@ -283,7 +283,7 @@ def is_excerpt(folder: Path) -> bool:
     """A bundle's audit/ folder: an excerpt and nothing else. A folder that also holds a log
     is checked as a log (an excerpt.json dropped beside a log must not hide it)."""
     return (folder / EXCERPT_META).is_file() and not (folder / "audit.jsonl").exists() and \
-        not any(folder.glob("audit-*.jsonl"))
+        not any(p.name != EXCERPT_LOG for p in folder.glob("audit-*.jsonl"))
 
 
 def verify_excerpt(folder: Path, *, public_key: Any = None, roots: Iterable[Any] = (),

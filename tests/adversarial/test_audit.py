@@ -403,6 +403,15 @@ def test_an_excerpt_json_beside_a_log_does_not_hide_it(server: Server) -> None:
     server.write(lines)
     assert not is_excerpt(server.folder)
     assert not server.police().ok
+    # the twin: a bundle's audit/ folder (the excerpt files only) is an excerpt, and a rotated
+    # log beside it makes it a log folder again
+    bundle = server.folder.parent / "bundle-audit"
+    bundle.mkdir()
+    for name in ("audit-excerpt.jsonl", "excerpt.json", "checkpoints.jsonl"):
+        (bundle / name).write_bytes((server.folder / name).read_bytes())
+    assert is_excerpt(bundle)
+    (bundle / "audit-2026-11.jsonl").write_bytes(b"")
+    assert not is_excerpt(bundle)
 
 
 @pytest.mark.parametrize("how", ["empty", "missing"])
