@@ -21,6 +21,7 @@ import os
 import sqlite3
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 MODE = 0o600
@@ -65,8 +66,30 @@ def _narrow(path: Path) -> None:
             os.chmod(path, stat.S_IMODE(st.st_mode) & MODE)
 
 
-def connect(path: Path | str, *, timeout: float = 30.0,
-            check_same_thread: bool = True) -> sqlite3.Connection:
-    """``sqlite3.connect`` on a private file."""
+def connect(path: Path | str, *, timeout: float = 30.0, check_same_thread: bool = True,
+            wal: bool = False) -> sqlite3.Connection:
+    """``sqlite3.connect`` on a private file; ``wal``: in WAL mode (``journal_mode``)."""
     make_private(Path(path))
-    return sqlite3.connect(path, timeout=timeout, check_same_thread=check_same_thread)
+    db = sqlite3.connect(path, timeout=timeout, check_same_thread=check_same_thread)
+    if wal:
+        try:
+            _set_wal(db, timeout)
+        except BaseException:
+            db.close()
+            raise
+    return db
+
+
+def _set_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Switching to WAL needs the database to itself for a moment, and SQLite reports a
+    second connection doing the same (two processes opening a new state.db at once) as
+    "database is locked" at once, without its busy timeout: retried up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)

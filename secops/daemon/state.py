@@ -72,8 +72,7 @@ class StateDB:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.office = office
-        self.db = database.connect(path, timeout=30, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db = database.connect(path, timeout=30, check_same_thread=False, wal=True)
         # WAL + NORMAL survives a killed process; after a power loss the start-up rescan
         # finds what the last transactions held.
         self.db.execute("PRAGMA synchronous=NORMAL")

@@ -66,8 +66,7 @@ class Freeze:
 class FimState:
     def __init__(self, db_path: Path) -> None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = database.connect(db_path, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = database.connect(db_path, timeout=30, check_same_thread=False, wal=True)
         self._db.executescript(SCHEMA)
         self.released_path = db_path.parent / RELEASED
 

@@ -438,11 +438,10 @@ def _db(state_dir: str) -> Iterator[sqlite3.Connection]:
     path = Path(state_dir) / "state.db"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = database.connect(path, timeout=30)
+        db = database.connect(path, timeout=30, wal=True)
     except (OSError, sqlite3.Error) as e:
         raise OperationalError(f"{path}: cannot open the state database: {e}") from None
     try:
-        db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
         yield db

@@ -29,8 +29,7 @@ Key = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 class HashCache:
     def __init__(self, db_path: Path) -> None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = database.connect(db_path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = database.connect(db_path, timeout=30, wal=True)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
 

@@ -81,8 +81,7 @@ class IncidentStore:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self.office = office
         self.state_dir = db_path.parent
-        self._db = database.connect(db_path, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = database.connect(db_path, timeout=30, check_same_thread=False, wal=True)
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

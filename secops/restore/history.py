@@ -24,9 +24,8 @@ CREATE TABLE IF NOT EXISTS drills (
 
 
 def record(db_path: Path, r: dict[str, Any]) -> None:
-    db = database.connect(db_path, timeout=30)
+    db = database.connect(db_path, timeout=30, wal=True)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
         db.execute(SCHEMA)
         with db:
             db.execute("INSERT INTO drills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -282,7 +282,7 @@ class _Job:
 
     def _restic(self, to: Path, includes: tuple[str, ...]) -> list[str]:
         """``restic restore`` of the patterns ``includes``; its complaints as warnings."""
-        warnings = self.engine.restic.restore(self.repo, self.snap.id, to, includes=includes)
+        warnings = _restore(self.engine, self.repo, self.snap, to, includes, state=self.state)
         return [f"restic: {w}" for w in warnings]
 
     def _data_paths(self) -> list[str]:
@@ -357,13 +357,23 @@ def _manifest_folder(snap: Snapshot) -> str:
     return folders[0]
 
 
+def _restore(engine: Engine, repo: Repo, snap: Snapshot, to: Path, includes: tuple[str, ...],
+             *, state: StateDir) -> list[str]:
+    """``restic restore``, waiting out another restic's lock (a playbook pinning this very
+    snapshot holds an exclusive one); each attempt names the snapshot by the id it has then:
+    the pin rewrote it under a new id (``lineage``)."""
+    db = state.root / "state.db"
+    return engine.with_lock_retry(repo, lambda: engine.restic.restore(
+        repo, lineage.current(db, repo.name, snap.id), to, includes=includes))
+
+
 def _fetch_manifest(engine: Engine, repo: Repo, snap: Snapshot, folder: str, *,
                     state: StateDir, public_key: Any) -> tuple[Manifest, str]:
     """Restore the snapshot's manifest folder alone and check its signature."""
     state.root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="manifest-", dir=state.root))
     try:
-        engine.restic.restore(repo, snap.id, scratch, includes=(escape(folder),))
+        _restore(engine, repo, snap, scratch, (escape(folder),), state=state)
         return _read_manifest(scratch / folder.lstrip("/"), snap, public_key)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -96,3 +96,39 @@ def test_a_tagging_killed_before_its_record_still_resolves(tmp_path: Path) -> No
     listed, failures = engine.snapshots("local")
     assert not failures and [s.id for s in listed] == [now.id]
     assert not lineage.unsettled(db, "local") and lineage.current(db, "local", now.id) == now.id
+
+
+def test_a_restore_that_meets_a_pin_of_its_snapshot_waits_and_follows_the_new_id(
+        tmp_path: Path) -> None:
+    """Under load a playbook's pin (restic tag: an exclusive lock, then a new id) ran while
+    an in-place restore of the same snapshot started: "restore failed (locked)", exit 3. The
+    lock conflict is injected at that moment (restic cannot be made to meet it on demand);
+    the pin itself and both restores are real."""
+    from secops.errors import RepositoryLocked
+    from secops.layout import StateDir
+    from secops.restore import restore as restore_module
+
+    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))]).write()
+    assert office.run("init").code == 0
+    assert office.run("backup", "now").code == 0
+    cfg = load_config(office.config)
+    engine = Engine.from_config(cfg)
+    repo = engine.open(cfg.backup.targets[0])
+    snap = engine.restic.snapshots(repo)[-1]
+    real = engine.restic.restore
+    asked: list[str] = []
+
+    def restore(r: object, snapshot_id: str, *args: object, **kwargs: object) -> list[str]:
+        asked.append(snapshot_id)
+        if len(asked) == 1:  # the pin holds the lock, and rewrites the snapshot
+            engine.retag(repo, snap, add=("pinned",))
+            raise RepositoryLocked("repository is already locked exclusively", target="local")
+        return real(r, snapshot_id, *args, **kwargs)  # type: ignore[arg-type]
+
+    engine.restic.restore = restore  # type: ignore[method-assign]
+    out = tmp_path / "out"
+    out.mkdir()
+    warnings = restore_module._restore(engine, repo, snap, out, (), state=StateDir(office.state))
+    [now] = engine.restic.snapshots(repo)
+    assert asked == [snap.id, now.id] and now.id != snap.id and "pinned" in now.tags
+    assert not warnings and any(out.rglob("*")), "nothing was restored"
