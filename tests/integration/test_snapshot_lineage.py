@@ -125,7 +125,7 @@ def test_a_restore_that_meets_a_pin_of_its_snapshot_waits_and_follows_the_new_id
             raise RepositoryLocked("repository is already locked exclusively", target="local")
         return real(r, snapshot_id, *args, **kwargs)  # type: ignore[arg-type]
 
-    engine.restic.restore = restore  # type: ignore[method-assign]
+    engine.restic.restore = restore  # type: ignore[method-assign,assignment]
     out = tmp_path / "out"
     out.mkdir()
     warnings = restore_module._restore(engine, repo, snap, out, (), state=StateDir(office.state))
