@@ -131,3 +131,24 @@ class Office:
 
     def password_file(self, target: str) -> Path:
         return self.state / "keys" / f"restic-{target}.password"
+
+
+def office_with_incident(root: Path) -> tuple[Office, str]:
+    """An office with the shipped playbooks (notices into ``root/drop``), one backup, and
+    one incident: the shipped ``protected-file-changed`` event run through ``playbook
+    test``. Returns the office and the incident id."""
+    import time
+
+    office = Office(root, [target_toml("local", str(root / "repo"))],
+                    tail=PLAYBOOK_TAIL.format(drop=root / "drop")).write()
+    assert office.run("init").code == 0
+    assert office.run("backup", "now").code == 0
+    time.sleep(1.1)  # events carry whole seconds: the backup ends a second before
+    event = json.loads((PLAYBOOKS / "events" / "protected-file-changed.json").read_text(
+        encoding="utf-8").replace("/srv/bau-cu", str(office.data)))
+    event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (root / "event.json").write_text(json.dumps(event, ensure_ascii=False), encoding="utf-8")
+    run = office.run("playbook", "test", "protected-file-changed", "--event",
+                     str(root / "event.json"), "--json")
+    assert run.code == 0, run.err
+    return office, str(run.json()["incident"])

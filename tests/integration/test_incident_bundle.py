@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 
-from integration.office import PLAYBOOK_TAIL as TAIL
-from integration.office import PLAYBOOKS, Office, Result, target_toml
+from integration.office import Office, Result, office_with_incident
 from integration.servers import GpgHome
 from secops.reports.bundle_verify import verify_bundle
 
@@ -72,21 +71,8 @@ class Made:
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Made]:
     root = tmp_path_factory.mktemp("bundle-office")
-    office = Office(root, [target_toml("local", str(root / "repo"))],
-                    tail=TAIL.format(drop=root / "drop")).write()
     try:
-        assert office.run("init").code == 0
-        assert office.run("backup", "now").code == 0
-        time.sleep(1.1)  # events carry whole seconds: the backup ends a second before
-        event = json.loads((PLAYBOOKS / "events" / "protected-file-changed.json").read_text(
-            encoding="utf-8").replace("/srv/bau-cu", str(office.data)))
-        event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        event_file = root / "event.json"
-        event_file.write_text(json.dumps(event, ensure_ascii=False), encoding="utf-8")
-        run = office.run("playbook", "test", "protected-file-changed", "--event",
-                         str(event_file), "--json")
-        assert run.code == 0, run.err
-        incident = run.json()["incident"]
+        office, incident = office_with_incident(root)
         exported = office.run("keys", "export-public", "--out", str(root / "pub"), "--json")
         assert exported.code == 0, exported.err
         made = Made(office, incident, Path(), Path(), root / "pub" / "office-gpg.asc",
@@ -98,7 +84,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Made]:
         made.bundle, made.signature = Path(doc["bundle"]), Path(doc["signature"])
         yield made
     finally:
-        kill_agent(office.state / "gnupg")
+        kill_agent(root / "state" / "gnupg")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the office's; the signature must be good."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -15,15 +14,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from integration.office import PLAYBOOK_TAIL as TAIL
-from integration.office import PLAYBOOKS, Office, target_toml
+from integration.office import Office, office_with_incident
 from integration.servers import GpgHome
 from secops.reports.bundle import COMMAND_INDENT
 
@@ -63,20 +60,8 @@ def kill_agent(home: Path) -> None:
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory, police_gpg: GpgHome) -> Iterator[Made]:
     root = tmp_path_factory.mktemp("police-office")
-    office = Office(root, [target_toml("local", str(root / "repo"))],
-                    tail=TAIL.format(drop=root / "drop")).write()
     try:
-        assert office.run("init").code == 0
-        assert office.run("backup", "now").code == 0
-        time.sleep(1.1)  # events carry whole seconds: the backup ends a second before
-        event = json.loads((PLAYBOOKS / "events" / "protected-file-changed.json").read_text(
-            encoding="utf-8").replace("/srv/bau-cu", str(office.data)))
-        event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        (root / "event.json").write_text(json.dumps(event, ensure_ascii=False), "utf-8")
-        run = office.run("playbook", "test", "protected-file-changed", "--event",
-                         str(root / "event.json"), "--json")
-        assert run.code == 0, run.err
-        incident = run.json()["incident"]
+        office, incident = office_with_incident(root)
         exported = office.run("keys", "export-public", "--out", str(root / "pub"), "--json")
         assert exported.code == 0, exported.err
         (root / "police.asc").write_text(police_gpg.export_public(), encoding="utf-8")
@@ -88,7 +73,7 @@ def made(tmp_path_factory: pytest.TempPathFactory, police_gpg: GpgHome) -> Itera
         yield Made(office, incident, root / "pub", exported.json()["gpg_fingerprint"],
                    *bundles)
     finally:
-        kill_agent(office.state / "gnupg")
+        kill_agent(root / "state" / "gnupg")
 
 
 @pytest.fixture
