@@ -10,18 +10,24 @@ import pytest
 from integration.office import Office, target_toml
 from secops.backup import lineage
 from secops.backup.engine import Engine
+from secops.backup.restic import Repo
 from secops.config.loader import load_config
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
 
 
-def test_a_retagged_snapshot_is_found_under_its_new_id(tmp_path: Path) -> None:
+def backed_up(tmp_path: Path) -> tuple[Office, Engine, Repo]:
+    """An office after ``init`` and one backup to a local target; its engine and repo."""
     office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))]).write()
     assert office.run("init").code == 0
     assert office.run("backup", "now").code == 0
     cfg = load_config(office.config)
     engine = Engine.from_config(cfg)
-    repo = engine.open(cfg.backup.targets[0])
+    return office, engine, engine.open(cfg.backup.targets[0])
+
+
+def test_a_retagged_snapshot_is_found_under_its_new_id(tmp_path: Path) -> None:
+    office, engine, repo = backed_up(tmp_path)
     first = engine.restic.snapshots(repo)[-1]
     db = office.state / "state.db"
     assert lineage.current(db, "local", first.id) == first.id  # the untouched twin
@@ -43,18 +49,13 @@ def test_two_pins_of_one_snapshot_at_once_both_hold(tmp_path: Path) -> None:
     modified") and its tag was silently lost."""
     import threading
 
-    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))]).write()
-    assert office.run("init").code == 0
-    assert office.run("backup", "now").code == 0
-    cfg = load_config(office.config)
-    engine = Engine.from_config(cfg)
-    repo = engine.open(cfg.backup.targets[0])
+    office, engine, repo = backed_up(tmp_path)
     snap = engine.restic.snapshots(repo)[-1]
     errors: list[BaseException] = []
 
     def pin(label: str) -> None:
         try:
-            Engine.from_config(cfg).retag(repo, snap, add=("pinned", label))
+            Engine.from_config(engine.cfg).retag(repo, snap, add=("pinned", label))
         except BaseException as e:
             errors.append(e)
 
@@ -74,12 +75,7 @@ def test_a_tagging_killed_before_its_record_still_resolves(tmp_path: Path) -> No
     snapshot, the listing after it was interrupted, no new id was recorded, and the id the
     freeze had handed out named nothing ("no snapshot ..." on restore). The intent recorded
     before restic ran lets the next listing, tagging or restore finish the record."""
-    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))]).write()
-    assert office.run("init").code == 0
-    assert office.run("backup", "now").code == 0
-    cfg = load_config(office.config)
-    engine = Engine.from_config(cfg)
-    repo = engine.open(cfg.backup.targets[0])
+    office, engine, repo = backed_up(tmp_path)
     first = engine.restic.snapshots(repo)[-1]
     db = office.state / "state.db"
     lineage.intend(db, first)  # what retag does first; then the process is killed ...
@@ -108,12 +104,7 @@ def test_a_restore_that_meets_a_pin_of_its_snapshot_waits_and_follows_the_new_id
     from secops.layout import StateDir
     from secops.restore import restore as restore_module
 
-    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))]).write()
-    assert office.run("init").code == 0
-    assert office.run("backup", "now").code == 0
-    cfg = load_config(office.config)
-    engine = Engine.from_config(cfg)
-    repo = engine.open(cfg.backup.targets[0])
+    office, engine, repo = backed_up(tmp_path)
     snap = engine.restic.snapshots(repo)[-1]
     real = engine.restic.restore
     asked: list[str] = []
