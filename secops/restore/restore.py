@@ -361,10 +361,16 @@ def _restore(engine: Engine, repo: Repo, snap: Snapshot, to: Path, includes: tup
              *, state: StateDir) -> list[str]:
     """``restic restore``, waiting out another restic's lock (a playbook pinning this very
     snapshot holds an exclusive one); each attempt names the snapshot by the id it has then:
-    the pin rewrote it under a new id (``lineage``)."""
+    the pin rewrote it under a new id (``lineage``), also when it finished between resolving
+    the id and restic's start (restic: "no matching ID")."""
     db = state.root / "state.db"
-    return engine.with_lock_retry(repo, lambda: engine.restic.restore(
-        repo, lineage.current(db, repo.name, snap.id), to, includes=includes))
+    for _ in range(3):
+        warnings = engine.with_lock_retry(repo, lambda: engine.restic.restore(
+            repo, lineage.current(db, repo.name, snap.id), to, includes=includes))
+        if not any("no matching ID" in w for w in warnings):
+            return warnings
+        engine.settle_lineage(repo)  # tagged between resolving and restoring: its new id
+    return warnings
 
 
 def _fetch_manifest(engine: Engine, repo: Repo, snap: Snapshot, folder: str, *,
