@@ -7,9 +7,10 @@ per target, fails fast on unreachable network targets, retries on lock contentio
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -140,6 +141,15 @@ class Engine:
                                   target=repo.name)
             lineage.record(db, repo.name, before.id, after.id)
             return after
+
+    @contextlib.contextmanager
+    def no_tagging(self, repo: Repo) -> Iterator[None]:
+        """No ``retag`` of this office runs inside the block (``tag.lock``), and every tagging
+        before it is recorded: an id resolved here (``lineage.current``) names a snapshot that
+        exists, until the next tagging."""
+        with exclusive(Path(self.cfg.paths.state_dir) / "tag.lock"):
+            self.settle_lineage(repo)
+            yield
 
     def settle_lineage(self, repo: Repo) -> None:
         """Finish the record of a tagging a killed process left (``lineage.settle``): one

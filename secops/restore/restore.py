@@ -174,12 +174,13 @@ def run_restore(cfg: Config, engine: Engine, req: Request,
                          hint="use the office-ed25519.pub written by 'secops keys export-public'")
     public_key = load_public_key(req.public_key or state.ed25519_pub)
     repo = engine.open(target)
-    # an id secops handed out (a pin, a drill, an alert) names the snapshot restic tag made
-    engine.settle_lineage(repo)
-    ref = lineage.current(state.root / "state.db", target.name, req.ref) \
-        if re.fullmatch(r"[0-9a-f]{8,64}", req.ref) else req.ref
-    snap = resolve(ref, engine.with_lock_retry(repo, lambda: engine.restic.snapshots(repo)),
-                   target.name)
+    # an id secops handed out (a pin, a drill, an alert) names the snapshot restic tag made;
+    # no pin may finish between following the id and listing the snapshots
+    with engine.no_tagging(repo):
+        ref = lineage.current(state.root / "state.db", target.name, req.ref) \
+            if re.fullmatch(r"[0-9a-f]{8,64}", req.ref) else req.ref
+        snap = resolve(ref, engine.with_lock_retry(repo, lambda: engine.restic.snapshots(repo)),
+                       target.name)
     folder = _manifest_folder(snap)
     job = _Job(cfg, engine, repo, snap, folder, state, public_key)
     if req.in_place:
@@ -369,7 +370,8 @@ def _restore(engine: Engine, repo: Repo, snap: Snapshot, to: Path, includes: tup
             repo, lineage.current(db, repo.name, snap.id), to, includes=includes))
         if not any("no matching ID" in w for w in warnings):
             return warnings
-        engine.settle_lineage(repo)  # tagged between resolving and restoring: its new id
+        with engine.no_tagging(repo):  # a pin ran between resolving and restoring: its end
+            pass
     return warnings
 
 
