@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck \
-	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
-TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck pdftoppm
+	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
+	libreoffice-writer-nogui libreoffice-calc-nogui python3-uno imagemagick git zip unzip
+# the office software the detection tests run: LibreOffice (UNO), ImageMagick, git, zip
+TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck pdftoppm \
+	soffice mogrify git zip unzip
 # reports: WeasyPrint needs Pango; the PDF's Vietnamese needs a font with its glyphs
 LIBS   := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
@@ -16,6 +19,7 @@ all: test
 deps: ## system programs: through apt when root, else says what is missing
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	/usr/bin/python3 -c 'import uno' >/dev/null 2>&1 || missing="$$missing python3-uno"; \
 	for f in $(LIBS); do [ -e $$f ] || missing="$$missing $$f"; done; \
 	ldconfig -p | grep -q 'libpangoft2-1.0.so.0' || missing="$$missing libpangoft2"; \
 	ldconfig -p | grep -q 'libharfbuzz-subset.so.0' || missing="$$missing libharfbuzz-subset"; \

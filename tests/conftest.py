@@ -25,6 +25,7 @@ MARKER_BINARIES = {
     "requires_sshd": "sshd",
     "requires_weed": "weed",
     "requires_gpg": "gpg",
+    "requires_libreoffice": "soffice",
 }
 CLEARED_PREFIXES = ("RESTIC_", "SECOPS_", "AWS_", "GNUPGHOME")
 

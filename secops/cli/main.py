@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         # interpreter's teardown (about 20 ms of a backup's start-up budget).
         sys.stdout.flush()
         sys.stderr.flush()
+        gpg = sys.modules.get("secops.keys.gpg")
+        if gpg is not None:
+            gpg.stop_agents()  # the agents this command started; os._exit runs no atexit
         os._exit(code)
     sys.exit(code)
 

@@ -123,6 +123,8 @@ class Integrity(_Strict, kw_only=True, frozen=True):
     contain: bool = True               # freeze at once on ransomware.suspected
     threshold: Annotated[float, msgspec.Meta(gt=0)] = 3.0
     window_seconds: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    # per writing process: the content indicators of what it wrote over this long window
+    slow_window_seconds: Annotated[float, msgspec.Meta(gt=0)] = 21600.0
     verify_daily_at: ClockOrOff = "01:30"   # a full re-hash (catches restored timestamps)
     diff_max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 65536
     protect: list[Protect] = msgspec.field(default_factory=list)

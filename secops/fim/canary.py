@@ -1,9 +1,14 @@
 """Canary (decoy) files: real documents secops places in each watched folder and its first
 subfolders, named to sort first and last, that no legitimate user opens for writing.
 
-Any write, rename or deletion of one is ``canary.touched``: an alarm at once. Backups and the
-baseline leave them out (``CANARY_MARK`` in the name); their expected hashes are kept in the
-FIM metadata so a change made while the daemon was down is found at start.
+A canary is *its file*, not its name: a write to it, or a rename of it to another name, is
+``canary.touched``, an alarm at once. A copy that ``cp -r``, ``zip``/``unzip`` or a person's
+copy of a folder carries along is a new file with the same name and is nothing (only the
+recorded paths are canaries); a folder moved with its canaries keeps them (same name, same
+content: the record follows); one deleted counts as any deleted file does, and is placed
+again at the next scan. Backups and the baseline leave them out (``CANARY_MARK`` in the
+name); their expected hashes are kept in the FIM metadata so a change made while the
+daemon was down is found at start.
 """
 
 from __future__ import annotations
@@ -60,18 +65,21 @@ def place(roots: Sequence[str], depth: int, excludes: Sequence[str], baseline: B
     """Create missing canaries; returns (all canaries, those found altered).
 
     An existing canary whose content is not what secops wrote is reported, not replaced: it
-    is evidence.
+    is evidence. One that is gone is placed again (a deletion is judged when it happens);
+    the record of one whose folder is gone is dropped.
     """
-    expected: dict[str, str] = json.loads(baseline.meta("canaries") or "{}")
+    expected: dict[str, str] = load(baseline)
     altered: list[str] = []
     contents = {n: _content(n) for n in NAMES}
+    wanted = set()
     for folder in folders(roots, depth, excludes):
         for name in NAMES:
             path = os.path.join(folder, name)
+            wanted.add(path)
             want = hashlib.sha256(contents[name]).hexdigest()
             try:
                 have = hashlib.sha256(Path(path).read_bytes()).hexdigest() \
-                    if not os.path.islink(path) else None
+                    if not os.path.islink(path) else "link"
             except FileNotFoundError:
                 have = None
             except OSError:
@@ -79,22 +87,55 @@ def place(roots: Sequence[str], depth: int, excludes: Sequence[str], baseline: B
             if have == want:
                 expected[path] = want
                 continue
-            if path in expected:
-                altered.append(path)
-                if have is not None:
-                    continue
+            if have is not None:
+                if path in expected:
+                    altered.append(path)
+                continue  # a file of the same name that is not ours: left alone
             try:
                 _write(path, contents[name])
                 expected[path] = want
             except OSError:
-                continue  # a read-only or frozen folder: no canary there
-    baseline.set_meta("canaries", json.dumps(expected))
+                expected.pop(path, None)  # a read-only or frozen folder: no canary there
+    for path in [p for p in expected if p not in wanted and
+                 not os.path.isdir(os.path.dirname(p))]:
+        del expected[path]
+    save(baseline, expected)
     return sorted(expected), altered
+
+
+def load(baseline: Baseline) -> dict[str, str]:
+    """path -> SHA-256 of every canary secops placed."""
+    found = json.loads(baseline.meta("canaries") or "{}")
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def save(baseline: Baseline, expected: dict[str, str]) -> None:
+    baseline.set_meta("canaries", json.dumps(expected))
+
+
+def intact(path: str, want: str) -> bool:
+    """The file at ``path`` (never through a link) holds what secops wrote."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return intact_fd(fd, want)
+    finally:
+        os.close(fd)
+
+
+def intact_fd(fd: int, want: str) -> bool:
+    try:
+        size = os.fstat(fd).st_size
+        return size <= 1 << 20 and hashlib.sha256(os.pread(fd, size, 0)).hexdigest() == want
+    except OSError:
+        return False
 
 
 def check_canaries(baseline: Baseline) -> tuple[list[str], list[str]]:
     """(all canaries, those changed or gone since secops placed them)."""
-    expected: dict[str, str] = json.loads(baseline.meta("canaries") or "{}")
+    expected = load(baseline)
     touched = []
     for path, want in sorted(expected.items()):
         try:

@@ -1,23 +1,38 @@
 """Ransomware detection from what changes, not from absolute entropy.
 
 Office files, PDFs and JPEGs are compressed already, so "high entropy" says nothing about
-them. Each change is compared with the file's *own* baseline instead:
+them. Each change is compared with the file's *own* last good version instead:
 
 - ``type_changed``: the magic bytes no longer say what the file was (1.0);
-- ``container_broken``: still claims to be a zip/PDF/JPEG, no longer parses (1.0);
+- ``container_broken``: still claims to be a zip/PDF/JPEG/PNG/text, its body no longer
+  holds together (``structure``: partial encryption keeps head and tail) (1.0);
 - ``entropy_jump``: for uncompressed types, +1 bit/byte over its own baseline (0.5);
 - ``dissimilar``: a text file whose content sketch shares nothing with its last version (0.5);
+- ``truncated``: emptied (0.1); ``deleted``: gone while its folder stays, a wiper's way
+  (0.1); ``folder_deleted``: gone with its folder, a person's ``rm -rf`` (0.02);
 - ``encrypted_copy``: a new file named after an existing one (``x.docx.enc``) that is no
   longer of its type (1.0), ``new_then_delete`` when the original then goes (1.0);
 - ``opaque_new``: a new file of unknown type and near-random bytes (0.5);
-- ``unknown_extension``: a rename to an extension the tree has never held (0.5, not counted
-  inside a maintenance window);
+- ``unknown_extension``: a rename to an extension the tree has never held (0.5, and only on a
+  file whose content is also suspect: a rename alone damages nothing; not counted inside a
+  maintenance window);
 - ``ransom_note``: a note-like file appears (2.0);
-- ``canary_touched``: a decoy changed, moved or deleted (10: alarm at once).
+- ``canary_touched``: a decoy's own file written or renamed (10: alarm at once).
+
+A file's content indicators (and ``truncated``/``deleted``) describe its *latest* version:
+each save is judged again against the last good version, so the steps of an honest save
+(rename to ``x~``, an empty ``x``, then the new content; truncate, then rewrite; delete, then
+write anew) end with nothing against the file. The last good version is kept across the
+steps (``_origins``, ``_vacated``), so the same steps with ciphertext at the end are judged
+against the original, not against the empty intermediate.
 
 Each file counts at most 2.0; the score is the sum over the window, so the rate of damage
 across the whole tree is what raises it. The alarm fires when the score reaches the
-threshold and then starts afresh, with its findings as the evidence.
+threshold and then starts afresh, with its findings as the evidence. A second, long window
+per writing process (``slow_window``, hours) sums the content indicators of what that
+process wrote: an attacker pacing one file a minute is caught by its own total.
+
+Version-control folders (``.git`` ...) are the tool's own store, judged by rule: no score.
 """
 
 from __future__ import annotations
@@ -34,9 +49,21 @@ from secops.fim.probe import CONTAINERS, KNOWN, Probe, similarity
 
 FILE_CAP = 2.0
 WEIGHTS = {"type_changed": 1.0, "container_broken": 1.0, "entropy_jump": 0.5,
-           "dissimilar": 0.5, "encrypted_copy": 1.0, "new_then_delete": 1.0,
-           "opaque_new": 0.5, "unknown_extension": 0.5, "ransom_note": 2.0,
-           "canary_touched": 10.0}
+           "dissimilar": 0.5, "truncated": 0.1, "deleted": 0.1, "folder_deleted": 0.02,
+           "encrypted_copy": 1.0, "new_then_delete": 1.0, "opaque_new": 0.5,
+           "unknown_extension": 0.5, "ransom_note": 2.0, "canary_touched": 10.0}
+# re-judged at each version of the file (the latest replaces them)
+STATE = frozenset({"type_changed", "container_broken", "entropy_jump", "dissimilar",
+                   "truncated", "deleted", "folder_deleted"})
+# what the content of a file says against it (a rename to an unknown extension counts with
+# one of these only; the slow window sums only these)
+CONTENT = frozenset({"type_changed", "container_broken", "entropy_jump", "dissimilar",
+                     "encrypted_copy", "new_then_delete", "opaque_new", "ransom_note"})
+TOOL_DIRS = frozenset({".git", ".svn", ".hg", ".bzr"})
+# the names office programs save through: Word's ~WRL0001.tmp and ~$owner files, Excel's
+# 8-hex temp names, LibreOffice's luXXXX.tmp and .~lock files, x~ of mogrify and editors
+SAVE_NAME = re.compile(r"(~\$.*|~WRL\d+\.tmp|\.~lock\..*#|[0-9A-F]{8}|.*\.tmp|.*~)",
+                       re.IGNORECASE)
 TEXTUAL = frozenset({"text", "xml"})
 COMMON_EXTENSIONS = frozenset({
     "txt", "csv", "tsv", "doc", "docx", "docm", "dot", "dotx", "xls", "xlsx", "xlsm", "xlt",
@@ -50,6 +77,7 @@ NOTE_NAME = re.compile(
     r"!!!).*(decrypt|recover|restore|files|unlock|ransom|instruction)", re.IGNORECASE)
 NOTE_WORDS = (b"bitcoin", b"decrypt", b"encrypted", b"ransom", b".onion", b"wallet",
               b"tor browser", b"your files", b"btc", b"monero")
+_MEMORY_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,7 @@ class Observation:
     pid: int | None = None
     canary: bool = False
     text_sample: bytes = b""       # the first KiB of a small new text file (ransom notes)
+    folder_gone: bool = False      # a deletion whose folder is gone too
 
 
 @dataclass
@@ -77,6 +106,23 @@ class Finding:
     def as_json(self) -> dict[str, Any]:
         return {"path": self.key, "paths": self.paths, "indicators": self.indicators,
                 "weight": round(self.weight, 2), "pids": sorted(self.pids)}
+
+    def update(self, sticky: list[str], state: list[str] | None) -> None:
+        """Add ``sticky``; replace the state indicators by ``state`` unless None."""
+        kept = [i for i in self.indicators if state is None or i not in STATE]
+        for name in [*sticky, *(state or ())]:
+            if name not in kept:
+                kept.append(name)
+        self.indicators = kept
+        self.weight = _weight(kept)
+
+
+def _weight(indicators: list[str]) -> float:
+    if "canary_touched" in indicators:
+        return WEIGHTS["canary_touched"]
+    content = any(i in CONTENT for i in indicators)
+    total = sum(WEIGHTS[i] for i in indicators if i != "unknown_extension" or content)
+    return min(FILE_CAP, total)
 
 
 @dataclass(frozen=True)
@@ -100,86 +146,157 @@ class Detector:
 
     def __init__(self, threshold: float = 3.0, window: float = 120.0,
                  origin: Callable[[str], Record | None] | None = None,
-                 extensions: frozenset[str] = frozenset()) -> None:
+                 extensions: frozenset[str] = frozenset(),
+                 slow_window: float = 6 * 3600.0) -> None:
         self.threshold = threshold
         self.window = window
+        self.slow_window = max(slow_window, window)
         self.origin = origin or (lambda _p: None)
         self.extensions = COMMON_EXTENSIONS | extensions
         self._findings: dict[str, Finding] = {}
         self._alias: dict[str, str] = {}        # current path -> original path
         self._copies: dict[str, str] = {}       # original path -> its derived new file
+        self._origins: dict[str, tuple[float, Record]] = {}   # key -> last good version
+        self._vacated: dict[str, tuple[float, str, Record]] = {}  # path -> (t, key, version)
+        self._slow: dict[int, dict[str, Finding]] = {}        # pid -> its findings
         self._lock = threading.Lock()
 
     def observe(self, obs: Observation, maintenance: bool = False) -> Verdict | None:
-        indicators, origin = self._indicators(obs, maintenance)
+        if not obs.canary and _in_tool_dir(obs.path):
+            return None
         with self._lock:
             self._expire(obs.time)
-            if origin is not None:
-                self._copies[origin] = obs.path
+            key, base = self._subject(obs)
+            sticky, state, copied_from = self._indicators(obs, base, maintenance)
+            if copied_from is not None:
+                self._copies[copied_from] = obs.path
             if obs.kind == "deleted" and obs.path in self._copies:
-                indicators.append("new_then_delete")
+                sticky.append("new_then_delete")
                 key = self._copies.pop(obs.path)
-            else:
-                key = self._key(obs)
-            if not indicators:
-                return None
-            f = self._findings.setdefault(key, Finding(key, obs.time))
+            f = self._findings.get(key)
+            if f is None:
+                if not sticky and not state:
+                    return None
+                f = self._findings[key] = Finding(key, obs.time)
             f.time = max(f.time, obs.time)
-            for name in indicators:
-                if name not in f.indicators:
-                    f.indicators.append(name)
-            f.weight = min(FILE_CAP if "canary_touched" not in f.indicators else
-                           WEIGHTS["canary_touched"],
-                           sum(WEIGHTS[i] for i in f.indicators))
+            f.update(sticky, state)
             if obs.path not in f.paths:
                 f.paths.append(obs.path)
             if obs.pid:
                 f.pids.add(obs.pid)
-            score = sum(x.weight for x in self._findings.values())
-            if score < self.threshold:
+            if not f.indicators:  # its latest version is good: nothing against it
+                del self._findings[key]
+                for pid in f.pids:
+                    self._slow.get(pid, {}).pop(key, None)
                 return None
-            findings = sorted(self._findings.values(), key=lambda x: x.time)
-            self._findings.clear()
-            return Verdict(round(score, 2), findings, min(x.time for x in findings),
-                           any("canary_touched" in x.indicators for x in findings))
+            return self._judge(f)
 
     def score(self, now: float) -> float:
         with self._lock:
             self._expire(now)
             return sum(x.weight for x in self._findings.values())
 
-    def _key(self, obs: Observation) -> str:
+    def _judge(self, f: Finding) -> Verdict | None:
+        score = sum(x.weight for x in self._findings.values())
+        if score >= self.threshold:
+            findings = sorted(self._findings.values(), key=lambda x: x.time)
+        else:
+            findings = self._slow_findings(f)
+            if not findings:
+                return None
+            score = sum(x.weight for x in findings)
+        for x in findings:
+            self._findings.pop(x.key, None)
+            for pid in x.pids:
+                self._slow.get(pid, {}).pop(x.key, None)
+        return Verdict(round(score, 2), findings, min(x.time for x in findings),
+                       any("canary_touched" in x.indicators for x in findings))
+
+    def _slow_findings(self, f: Finding) -> list[Finding]:
+        """The long window of each process that wrote ``f``: all its suspect files when
+        their content indicators reach the threshold."""
+        for pid in f.pids:
+            mine = self._slow.setdefault(pid, {})
+            mine[f.key] = f
+            total = sum(_weight([i for i in x.indicators if i in CONTENT])
+                        for x in mine.values())
+            if total >= self.threshold:
+                return sorted(mine.values(), key=lambda x: x.time)
+        return []
+
+    def _subject(self, obs: Observation) -> tuple[str, Record | None]:
+        """The file's key (its original path) and the version to judge its content by."""
         if obs.kind == "renamed" and obs.old_path:
             key = self._alias.pop(obs.old_path, obs.old_path)
             self._alias[obs.path] = key
-            return key
-        return self._alias.get(obs.path, obs.path)
+            if obs.before is not None:  # its old name is free: a save may write it anew
+                self._vacated[obs.old_path] = (obs.time, key, obs.before)
+            return key, obs.before
+        key = self._alias.get(obs.path, obs.path)
+        base = obs.before
+        if obs.kind == "deleted":
+            if base is not None:
+                self._vacated[obs.path] = (obs.time, key, base)
+            return key, base
+        vacated = self._vacated.pop(obs.path, None)
+        if vacated is not None and (base is None or base.ftype == "empty"):
+            key, base = vacated[1], vacated[2]
+            self._alias[obs.path] = key
+        remembered = self._origins.get(key)
+        if obs.after is not None and obs.after.ftype == "empty":
+            if base is not None and base.ftype != "empty" and remembered is None:
+                self._origins[key] = (obs.time, base)  # emptied: the good version stays
+            return key, remembered[1] if remembered else base
+        if remembered is not None and obs.after is not None:
+            del self._origins[key]
+            return key, remembered[1]
+        return key, base
 
     def _expire(self, now: float) -> None:
         old = [k for k, f in self._findings.items() if now - f.time > self.window]
         for k in old:
             del self._findings[k]
-        if len(self._alias) > 100_000:
-            self._alias.clear()
-        if len(self._copies) > 100_000:
-            self._copies.clear()
+        for pid in list(self._slow):
+            mine = self._slow[pid]
+            for k in [k for k, f in mine.items() if now - f.time > self.slow_window]:
+                del mine[k]
+            if not mine:
+                del self._slow[pid]
+        for k in [k for k, v in self._vacated.items() if now - v[0] > self.window]:
+            del self._vacated[k]
+        for k in [k for k, v in self._origins.items() if now - v[0] > self.slow_window]:
+            del self._origins[k]
+        for memory in (self._alias, self._copies, self._vacated, self._origins, self._slow):
+            if len(memory) > _MEMORY_MAX:
+                memory.clear()
 
-    def _indicators(self, obs: Observation, maintenance: bool
-                    ) -> tuple[list[str], str | None]:
-        """The indicators, and for an encrypted copy the original it was made from."""
+    def _indicators(self, obs: Observation, base: Record | None, maintenance: bool
+                    ) -> tuple[list[str], list[str] | None, str | None]:
+        """(sticky indicators, the state indicators of the latest version or None when
+        this observation says nothing of the content, the original of an encrypted copy)."""
         if obs.canary:
-            return ["canary_touched"], None
-        if obs.kind == "modified" and obs.before is not None and obs.after is not None:
-            return changed_indicators(obs.before.ftype, obs.before.parses,
-                                      obs.before.entropy, obs.before.fp, obs.after), None
-        if obs.kind == "added" and obs.after is not None:
-            return self._new_file(obs.path, obs.after, obs.text_sample)
+            return ["canary_touched"], None, None
+        if obs.kind == "deleted":
+            if _save_name(obs.path):
+                return [], None, None
+            return [], ["folder_deleted" if obs.folder_gone else "deleted"], None
         if obs.kind == "renamed" and obs.old_path:
             new_ext = _ext(obs.path)
-            if maintenance or new_ext == _ext(obs.old_path) or new_ext in self.extensions:
-                return [], None
-            return ["unknown_extension"], None
-        return [], None
+            if maintenance or _save_name(obs.path) or new_ext == _ext(obs.old_path) or \
+                    new_ext in self.extensions:
+                return [], None, None
+            return ["unknown_extension"], None, None
+        if obs.after is None:
+            return [], None, None
+        if base is not None and obs.kind in ("modified", "added"):
+            if obs.after.ftype == "empty":
+                return [], ["truncated"] if base.ftype != "empty" else [], None
+            return [], changed_indicators(base.ftype, base.parses, base.entropy, base.fp,
+                                          obs.after), None
+        if obs.kind == "added":
+            sticky, copied_from = self._new_file(obs.path, obs.after, obs.text_sample)
+            return sticky, [], copied_from
+        return [], None, None
 
     def _new_file(self, path: str, after: Probe, text_sample: bytes
                   ) -> tuple[list[str], str | None]:
@@ -230,6 +347,14 @@ def changed_indicators(ftype: str, parses: bool, ent: float, fp: bytes, after: P
 def _note_text(sample: bytes) -> bool:
     low = sample.lower()
     return sum(1 for w in NOTE_WORDS if w in low) >= 2
+
+
+def _in_tool_dir(path: str) -> bool:
+    return any(part in TOOL_DIRS for part in path.split("/"))
+
+
+def _save_name(path: str) -> bool:
+    return SAVE_NAME.fullmatch(os.path.basename(path)) is not None
 
 
 def _ext(path: str) -> str:

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from secops.errors import OperationalError
 
 # linux/fanotify.h and linux/fcntl.h
+FAN_MODIFY = 0x00000002
 FAN_CLOSE_WRITE = 0x00000008
 FAN_Q_OVERFLOW = 0x00004000
 FAN_OPEN_PERM = 0x00010000
@@ -83,7 +84,7 @@ class FanotifyUnavailable(OperationalError):
 class Event:
     """One fanotify event; ``fd`` is valid only during the callback (read it with os.pread)."""
 
-    kind: str  # "open_perm" | "close_write" | "overflow" | "fd_exhausted"
+    kind: str  # "open_perm" | "modify" | "close_write" | "overflow" | "fd_exhausted"
     pid: int
     path: str
     fd: int
@@ -171,7 +172,10 @@ class Fanotify:
             raise
         self._fd: int = fd
         self.gate = gate
-        self._mask = FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD | (FAN_OPEN_PERM if gate else 0)
+        # the gate also hears each write (FAN_MODIFY): a file opened before its writer was
+        # known is judged at its first write, not only at its close
+        self._mask = FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD | \
+            (FAN_OPEN_PERM | FAN_MODIFY if gate else 0)
         self._lock = threading.Lock()
         self._running = False
         self._closing = False
@@ -216,7 +220,7 @@ class Fanotify:
         """
         if self._closing:
             raise ValueError("the fanotify group is closed")
-        mask = FAN_CLOSE_WRITE | (FAN_OPEN_PERM if self.gate else 0)
+        mask = FAN_CLOSE_WRITE | (FAN_OPEN_PERM | FAN_MODIFY if self.gate else 0)
         if os.path.isdir(path):
             flags, mask = FAN_MARK_IGNORE, mask | FAN_EVENT_ON_CHILD
         else:
@@ -309,6 +313,8 @@ class Fanotify:
                     path = _path_of(fd) if fd >= 0 else ""
                     if mask & FAN_CLOSE_WRITE:
                         on_event(Event("close_write", pid, path, fd))
+                    elif mask & FAN_MODIFY:  # merged with its close: the close judges it
+                        on_event(Event("modify", pid, path, fd))
                     if perm:
                         allowed = on_event(Event("open_perm", pid, path, fd))
             except BaseException as e:  # answered below, re-raised after the batch

@@ -30,13 +30,13 @@ import time
 from typing import TYPE_CHECKING
 
 from secops.fim import procid
-from secops.fim.canary import is_canary
+from secops.fim.canary import intact_fd, is_canary
 from secops.fim.denylist import DenyList
 from secops.fim.detect import TEXTUAL, Observation, Verdict
 from secops.fim.dirwatch import DirWatch
 from secops.fim.fanotify import Event, FanotifyUnavailable
 from secops.fim.gate import Gate, Sentry
-from secops.fim.probe import probe_fd
+from secops.fim.probe import SAMPLE, Probe, entropy, file_type, probe_fd
 from secops.fim.state import RELEASED
 from secops.manifest.scan import excluded
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from secops.fim.monitor import Monitor
 
 FRESH_S = 2.0
+CIPHER_HEAD_ENTROPY = 7.0  # bits/byte of a 4 KiB head: ciphertext reaches 7.95
 State = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
 _CLAIMS_MAX = 10_000
 
@@ -60,6 +61,7 @@ class Guard:
         self.roots = tuple(os.path.join(r, "") for r in monitor.cfg.paths.watch)
         self._claimed: dict[str, dict[State, None]] = {"gate": {}, "sentry": {}}
         self._claims_lock = threading.Lock()
+        self._writing: dict[tuple[int, int, int], None] = {}  # (pid, dev, ino) mid-write
         self._quiet_full = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -225,7 +227,19 @@ class Guard:
         """In the gate thread: keep it lean; never open a watched file here."""
         if ev.kind == "open_perm":
             return not self.deny.denies(ev.pid)
-        if ev.kind == "close_write" and ev.path:
+        if ev.kind in ("modify", "close_write") and ev.path and \
+                not ev.path.startswith(self.roots):
+            # a folder outside the tree, gated since a hard link into it was written
+            linked = self._linked(ev.fd)
+            if linked is None:
+                return True
+            ev = Event(ev.kind, ev.pid, linked, ev.fd)
+        if ev.kind == "modify" and ev.path:
+            self._first_write(ev.fd, ev.path, ev.pid)
+        elif ev.kind == "close_write" and ev.path:
+            writer = _writer(ev.fd, ev.pid)
+            if writer is not None:
+                self._writing.pop(writer, None)  # its next write is a first again
             gate = self.gate
             marked = gate.marked_at(os.path.dirname(ev.path)) if gate is not None else None
             if marked is None or time.monotonic() - marked > FRESH_S or \
@@ -262,8 +276,21 @@ class Guard:
         linked = self._linked(ev.fd)
         if linked is not None:
             self.m.log("WARNING", f"integrity: {linked} written through the hard link {path}")
+            self._gate_outside(os.path.dirname(path))
             self._judge(ev.fd, linked, ev.pid)
         return True
+
+    def _gate_outside(self, folder: str) -> None:
+        """A watched file was written through a hard link in ``folder``, outside the tree:
+        the gate marks that folder too, so the next open there waits for the judgement of
+        this write (and a stopped writer's opens there are refused), as in the tree."""
+        gate = self.gate
+        if gate is None or gate.marked_at(folder) is not None:
+            return
+        if self._mark(gate, folder):
+            self.m.log("WARNING", f"integrity: {folder} (outside the watched folders) is "
+                       "gated from now on: a watched file was written through a hard link "
+                       "there")
 
     def _linked(self, fd: int) -> str | None:
         """A file outside the tree that is a hard link to a file the index knows."""
@@ -302,10 +329,51 @@ class Guard:
 
     # -- judging ---------------------------------------------------------------------------
 
+    def _first_write(self, fd: int, path: str, pid: int) -> None:
+        """The first write of a process to a file since it opened it (or last closed it):
+        a file opened before the attack was known is judged now, not at its close, which an
+        attacker can put off until every file is written. Only what a partly written file
+        can already show is judged: a decoy written to, or a known file whose head is no
+        longer its type and looks like ciphertext. Its close judges it in full."""
+        writer = _writer(fd, pid)
+        if writer is None or writer in self._writing:
+            return
+        if len(self._writing) >= _CLAIMS_MAX:
+            self._writing.clear()
+        self._writing[writer] = None
+        m = self.m
+        now = time.time()
+        if is_canary(path):
+            if path in m.canaries:
+                self._observe(Observation(now, "modified", path, pid=pid, canary=True))
+            return
+        before = m.index.get(path) or m._renamed_from(fd)
+        if before is None or before.ftype == "empty" or m._excluded(path):
+            return
+        try:
+            head = os.pread(fd, SAMPLE, 0)
+        except OSError:
+            return
+        ftype = file_type(head)
+        ent = entropy(head)
+        if ftype in (before.ftype, "empty") or ent < CIPHER_HEAD_ENTROPY or \
+                (ftype in TEXTUAL and before.ftype in TEXTUAL):
+            return
+        self._observe(Observation(now, "modified", path, before=before, pid=pid,
+                                  after=Probe(ftype, True, round(ent, 3), b"")))
+
+    def _observe(self, obs: Observation) -> None:
+        verdict = self.m.detector.observe(obs, self.m.in_maintenance)
+        if verdict is not None:
+            self._contain(verdict)
+
     def _judge(self, fd: int, path: str, pid: int) -> None:
         m = self.m
         now = time.time()
         if is_canary(path):
+            want = m.canaries.get(path)
+            if want is None or intact_fd(fd, want):
+                return  # a copy carried along by cp/unzip, or the decoy as it was
             obs = Observation(now, "modified", path, pid=pid, canary=True)
         else:
             if m._excluded(path):
@@ -323,9 +391,7 @@ class Guard:
             m.fan_seen[path] = now
             if len(m.fan_seen) > 50_000:
                 m.fan_seen.clear()
-        verdict = m.detector.observe(obs, m.in_maintenance)
-        if verdict is not None:
-            self._contain(verdict)
+        self._observe(obs)
 
     def _contain(self, verdict: Verdict) -> None:
         """Stop the writers now (this thread), refuse them from now on, tell the monitor.
@@ -346,3 +412,11 @@ class Guard:
                     self.deny.deny(pid, start)
                 stopped.append(record)
         self.m.q.put(("alarm", verdict, stopped))
+
+
+def _writer(fd: int, pid: int) -> tuple[int, int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return pid, st.st_dev, st.st_ino

@@ -29,6 +29,7 @@ from typing import Any
 
 from secops.clock import iso_epoch
 from secops.config.schema import Config
+from secops.fim import canary as decoys
 from secops.fim import contain, procid
 from secops.fim.baseline import Baseline, Record
 from secops.fim.canary import is_canary, place
@@ -58,7 +59,9 @@ class Monitor:
         self.index: dict[str, Record] = {}
         self.by_inode: dict[int, str] = {}
         self.detector = Detector(cfg.integrity.threshold, cfg.integrity.window_seconds,
-                                 origin=self.index.get)
+                                 origin=self.index.get,
+                                 slow_window=cfg.integrity.slow_window_seconds)
+        self.canaries: dict[str, str] = {}  # path -> SHA-256 of each decoy secops placed
         self.q: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self.fan_seen: dict[str, float] = {}
@@ -219,11 +222,7 @@ class Monitor:
             self.freeze_id = active.id
             self.guard.deny.refresh(active.processes, active.id)
         if self.cfg.integrity.canaries:
-            canaries, altered = place(roots, self.cfg.integrity.canary_depth,
-                                      self.cfg.paths.exclude, self.baseline)
-            if altered:
-                self._on_verdict(Verdict(10.0, [], time.time(), True), altered, None)
-            self.log("INFO", f"{len(canaries)} canary file(s) in place")
+            self.log("INFO", f"{self._place_canaries()} canary file(s) in place")
         if self.baseline.count() == 0:
             report = run_scan(roots, self.excludes, self.baseline, "baseline")
             self.log("INFO", f"integrity baseline: {report.files} files in "
@@ -311,9 +310,7 @@ class Monitor:
                 found += self._moved(path, dest, now, upsert, delete)
                 continue
             if is_canary(path):
-                if kind in ("deleted", "modified", "closed", "created") and \
-                        not self._canary_intact(path):
-                    self._observe(Observation(now, "modified", path, canary=True))
+                self._canary_changed(path, now)
                 continue
             if self._excluded(path):
                 continue
@@ -321,7 +318,8 @@ class Monitor:
             after = _measure_quietly(path)
             if after is None:
                 if before is not None and not os.path.exists(path):
-                    self._observe(Observation(now, "deleted", path, before=before))
+                    self._observe(Observation(now, "deleted", path, before=before,
+                                              folder_gone=_folder_gone(path)))
                     found.append(FimChange("deleted", path, before, None))
                     delete.append(path)
                     self._forget(path)
@@ -348,7 +346,7 @@ class Monitor:
     def _moved(self, src: str, dest: str, now: float, upsert: list[Record],
                delete: list[str]) -> list[FimChange]:
         if is_canary(src) or is_canary(dest):
-            self._observe(Observation(now, "renamed", dest, old_path=src, canary=True))
+            self._canary_moved(src, dest, now)
             return []
         before = self._forget(src)
         if not dest:  # renamed into the excludes: gone, as far as we are concerned
@@ -436,18 +434,56 @@ class Monitor:
         return any(excluded(p, path, self.excludes) for p in path.split("/") if p) or \
             excluded(os.path.basename(path), path, self.excludes)
 
-    def _canary_intact(self, path: str) -> bool:
-        import hashlib
-        import json
+    def _canary_changed(self, path: str, now: float) -> None:
+        """A decoy's file written or gone; a file of that name secops did not place (a copy
+        ``cp -r`` or ``unzip`` made) is nothing."""
+        want = self.canaries.get(path)
+        if want is None:
+            return
+        if os.path.lexists(path):
+            if not decoys.intact(path, want):
+                self._observe(Observation(now, "modified", path, canary=True))
+            return
+        self._canary_gone(path, now)
 
-        expected = json.loads(self.baseline.meta("canaries") or "{}").get(path)
-        try:
-            return expected is not None and \
-                hashlib.sha256(Path(path).read_bytes()).hexdigest() == expected
-        except OSError:
-            return False
+    def _canary_moved(self, src: str, dest: str, now: float) -> None:
+        """Moved with its folder (same name, same content): the record follows. Renamed to
+        another name, or replaced by another file: touched."""
+        want = self.canaries.get(src)
+        if want is not None:
+            if dest and os.path.basename(dest) == os.path.basename(src) and \
+                    decoys.intact(dest, want):
+                del self.canaries[src]
+                self.canaries[dest] = want
+                decoys.save(self.baseline, self.canaries)
+            elif not dest:  # into the excludes or out of the tree: gone, as far as we know
+                self._canary_gone(src, now)
+            else:
+                self._observe(Observation(now, "renamed", dest, old_path=src, canary=True))
+        replaced = self.canaries.get(dest)
+        if dest and replaced is not None and not decoys.intact(dest, replaced):
+            self._observe(Observation(now, "modified", dest, canary=True))
+
+    def _canary_gone(self, path: str, now: float) -> None:
+        """Deleted: as any deleted file (with its folder or alone); placed again by the next
+        scan."""
+        self.canaries.pop(path, None)
+        decoys.save(self.baseline, self.canaries)
+        self._observe(Observation(now, "deleted", path, folder_gone=_folder_gone(path)))
+
+    def _place_canaries(self) -> int:
+        """Place the missing decoys (again, after a deletion); one found altered is an
+        alarm. Returns how many there are."""
+        canaries, altered = place(self.cfg.paths.watch, self.cfg.integrity.canary_depth,
+                                  self.cfg.paths.exclude, self.baseline)
+        self.canaries = decoys.load(self.baseline)
+        if altered:
+            self._on_verdict(Verdict(10.0, [], time.time(), True), altered, None)
+        return len(canaries)
 
     def _rescan(self, mode: str) -> None:
+        if self.cfg.integrity.canaries and self.freeze_id is None:
+            self._place_canaries()
         report = run_scan(self.cfg.paths.watch, self.excludes, self.baseline, mode)
         for path in report.unreadable:
             self.log("WARNING", f"integrity {mode}: unreadable: {path}")
@@ -599,6 +635,11 @@ def _described(stopped: dict[str, Any]) -> dict[str, Any]:
     if start is not None and procid.start_time(pid) == start:
         info = {**contain.describe_process(pid), **stopped}
     return info
+
+
+def _folder_gone(path: str) -> bool:
+    """A deleted file's folder is gone too: removed with it (``rm -rf``), not picked out."""
+    return not os.path.isdir(os.path.dirname(path))
 
 
 def _measure_quietly(path: str) -> Record | None:

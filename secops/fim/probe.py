@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from secops.fim import structure
+
 HEAD = 256 * 1024      # fingerprint window
 SAMPLE = 4096          # entropy sample: the head (same window every time, so versions
                        # compare; partial encryption starts there)
@@ -63,11 +65,16 @@ def probe_path(path: str) -> Probe:
 def probe_bytes(head: bytes, tail: bytes, size: int,
                 read_at: ReadAt | None = None) -> Probe:
     ftype = file_type(head)
+    members = None
+    if ftype in ("ooxml", "zip"):
+        members = structure.zip_members(tail, size, read_at)
+        if ftype == "zip" and structure.is_office_package(members):
+            ftype = "ooxml"  # judged by its members, not their order
     if ftype in CONTAINERS:
         # Compressed or encoded already: their entropy and chunk sketch tell the detector
         # nothing (it compares type and structure for them), so they are not computed.
-        return Probe(ftype, _parses(ftype, head, tail, size, read_at), -1.0, b"")
-    return Probe(ftype=ftype, parses=_parses(ftype, head, tail, size, read_at),
+        return Probe(ftype, _parses(ftype, head, tail, size, read_at, members=members), -1.0, b"")
+    return Probe(ftype=ftype, parses=_parses(ftype, head, tail, size, read_at, members=members),
                  entropy=round(entropy(head[:SAMPLE]), 3), fp=fingerprint(head))
 
 
@@ -221,17 +228,30 @@ def _is_text(sample: bytes) -> bool:
     return control <= len(sample) // 100
 
 
-def _parses(ftype: str, head: bytes, tail: bytes, size: int, read_at: ReadAt | None) -> bool:
+def _parses(ftype: str, head: bytes, tail: bytes, size: int, read_at: ReadAt | None, *,
+            members: list[structure.Member] | None = None) -> bool:
+    """The container's frame (end records, markers) and, given ``read_at``, its whole body
+    (``structure``): partial encryption keeps the frame and ruins the body."""
     if ftype in ("ooxml", "zip"):
-        return _zip_ok(tail, size, read_at)
+        if not _zip_ok(tail, size, read_at):
+            return False
+        return members is None or read_at is None or \
+            structure.zip_intact(members, size, read_at)
     if ftype == "pdf":
-        return b"%%EOF" in tail[-2048:]
+        return b"%%EOF" in tail[-2048:] and \
+            (read_at is None or structure.pdf_intact(tail, size, read_at))
     if ftype == "jpeg":
-        return b"\xff\xd9" in tail[-64:]
+        return b"\xff\xd9" in tail[-64:] and \
+            (read_at is None or structure.jpeg_intact(size, read_at))
     if ftype == "png":
-        return b"IEND" in tail[-32:]
-    if ftype == "text":  # a text file with a binary end is damaged
-        return _is_text(tail[-SAMPLE:].lstrip(_CONTINUATION))
+        return b"IEND" in tail[-32:] and (read_at is None or structure.png_intact(size, read_at))
+    if ftype == "gzip":
+        return read_at is None or structure.gzip_intact(size, read_at)
+    if ftype == "text":  # a text file with a binary end (or middle) is damaged
+        if size <= len(head):
+            read_at = lambda off, n: head[off:off + n]  # noqa: E731 - the whole file is here
+        return _is_text(tail[-SAMPLE:].lstrip(_CONTINUATION)) and \
+            (read_at is None or structure.text_intact(size, read_at, _is_text))
     return True
 
 
@@ -253,7 +273,6 @@ def _zip_ok(tail: bytes, size: int, read_at: ReadAt | None) -> bool:
     if read_at is None:
         return True
     return bytes(read_at(cd_offset, 4)) == b"PK\x01\x02"
-
 
 
 def entropy(sample: bytes) -> float:

@@ -5,12 +5,14 @@ Foreign failures become ``SigningError`` (or ``ToolMissing`` when gpg is absent)
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from secops.errors import SigningError, ToolMissing
+from secops.errors import SecopsError, SigningError, ToolMissing
 from secops.files import ensure_private_dir
 
 
@@ -46,11 +48,33 @@ class Verified:
     key_id: str
 
 
+_AGENT_HOMES: set[Path] = set()
+
+
+def stop_agents() -> None:
+    """``gpgconf --kill gpg-agent`` for every home this process used: gpg starts one agent
+    per home folder and leaves it running, and leftovers hold inotify instances (128 per
+    user) until none is left for anyone. Run at exit, and by tests."""
+    from secops.process import base_env, run
+
+    homes = sorted(_AGENT_HOMES)
+    _AGENT_HOMES.clear()
+    for home in homes:
+        if not home.is_dir():
+            continue
+        with contextlib.suppress(SecopsError, OSError):  # at exit nothing is left to tell
+            run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                env=base_env(), timeout=30)
+
+
 class Gpg:
     def __init__(self, home: Path) -> None:
         import gnupg
 
         ensure_private_dir(home)
+        if not _AGENT_HOMES:
+            atexit.register(stop_agents)
+        _AGENT_HOMES.add(home.resolve())
         self.home = home
         try:
             self._g: Any = gnupg.GPG(gnupghome=str(home), gpgbinary="gpg")

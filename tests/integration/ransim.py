@@ -12,7 +12,12 @@ file system refused (immutable file, file gone, ...), and goes on; at the end ``
 Variants: inplace (encrypt, rename to .locked, ransom note per folder), new-then-delete
 (write <name>.enc, fsync, delete the original), rename-ext (rename to a random extension,
 then encrypt), partial (first 4096 bytes only), slow (whole file, 2 s between files),
-keep-ext (whole file, times restored), base64 (ciphertext base64-encoded, ~6 bits/byte).
+keep-ext (whole file, times restored), base64 (ciphertext base64-encoded, ~6 bits/byte),
+intermittent (files over 72 KB: the first 4 KiB and the last 64 KiB kept, 64 KiB of every
+128 KiB between encrypted), open-all (open every file first, then write each, then close
+them all), hardlink (link each file into ``--outside``, a folder on the same file system
+that nobody watches, encrypt through the link, unlink it), wiper (delete every .pdf and
+.csv), rm-rf (become ``rm -rf`` of everything under the folder).
 
 Only the standard library and ``cryptography``: no import from the test package.
 """
@@ -50,17 +55,21 @@ ID: {victim}
 """
 PARTIAL_BYTES = 4096
 BLOCK = 1 << 20
-VARIANTS = ("inplace", "new-then-delete", "rename-ext", "partial", "slow", "keep-ext", "base64")
+VARIANTS = ("inplace", "new-then-delete", "rename-ext", "partial", "slow", "keep-ext", "base64",
+            "intermittent", "open-all", "hardlink", "wiper", "rm-rf")
+INTERMITTENT_MIN = 72 * 1024
 DEFAULT_DELAY = {"slow": 2.0}
 
 
 class Attacker:
     """Damages files one by one; each variant is a method named after it."""
 
-    def __init__(self, root: Path, variant: str, rng: random.Random) -> None:
+    def __init__(self, root: Path, variant: str, rng: random.Random,
+                 outside: Path | None = None) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
         self.root = root
+        self.outside = outside or root.parent / ".ransim-links"
         self.rng = rng
         self.key = os.urandom(32)
         self.noted: set[Path] = set()
@@ -131,6 +140,80 @@ class Attacker:
             _sync(f)
 
 
+    def intermittent(self, path: Path) -> None:
+        size = path.stat().st_size
+        if size <= INTERMITTENT_MIN:
+            return
+        enc = self.cipher()
+        with path.open("r+b") as f:
+            at, end = 4096, size - 65536
+            while at < end:
+                f.seek(at)
+                plain = f.read(min(65536, end - at))
+                f.seek(at)
+                f.write(enc.update(plain))
+                at += 131072
+            _sync(f)
+
+    def hardlink(self, path: Path) -> None:
+        self.outside.mkdir(exist_ok=True)
+        link = self.outside / f"{self.rng.getrandbits(64):016x}"
+        os.link(path, link)
+        try:
+            self.encrypt_in_place(link)
+        finally:
+            link.unlink()
+
+    def wiper(self, path: Path) -> None:
+        if path.suffix.lower() in (".pdf", ".csv"):
+            path.unlink()
+
+    def open_all(self, path: Path) -> None:
+        raise AssertionError("open-all runs as a whole: see open_all_then_write")
+
+    def rm_rf(self, path: Path) -> None:
+        raise AssertionError("rm-rf runs as a whole: see become_rm")
+
+
+def open_all_then_write(targets: Sequence[Path], attacker: Attacker, report: Progress
+                        ) -> tuple[int, int]:
+    """Every file opened before any is written (the open gate answered them all while the
+    attacker was unknown), then each written in full, then all closed."""
+    opened: list[tuple[Path, BinaryIO]] = []
+    failed = 0
+    for path in targets:
+        try:
+            opened.append((path, path.open("r+b")))
+        except OSError:
+            failed += 1
+    done = 0
+    for path, f in opened:
+        rel = path.relative_to(attacker.root).as_posix()
+        try:
+            data = f.read()
+            f.seek(0)
+            f.write(attacker.cipher().update(data))
+            f.flush()
+        except OSError as e:
+            failed += 1
+            report.line(f"failed {rel} {errno.errorcode.get(e.errno or 0, 'EUNKNOWN')}")
+        else:
+            done += 1
+            report.line(f"done {rel}")
+    for _, f in opened:
+        with contextlib.suppress(OSError):
+            f.close()
+    return done, failed
+
+
+def become_rm(root: Path, report: Progress) -> None:
+    """This process becomes ``rm -rf`` of everything under ``root`` (same pid)."""
+    report.line("rm -rf")
+    report.close()
+    entries = sorted(str(p) for p in root.iterdir())
+    os.execvp("rm", ["rm", "-rf", "--", *entries])  # noqa: S606 - an argv, no shell
+
+
 def _sync(f: BinaryIO) -> None:
     f.flush()
     os.fsync(f.fileno())
@@ -186,6 +269,15 @@ def attack(root: Path, variant: str, *, seed: int = 0, delay: float | None = Non
         targets = targets[:limit]
     report = Progress(progress)
     done = failed = 0
+    if variant == "rm-rf":
+        become_rm(root, report)
+    if variant == "open-all":
+        try:
+            done, failed = open_all_then_write(targets, attacker, report)
+            report.line("finished")
+        finally:
+            report.close()
+        return done, failed
     try:
         for i, path in enumerate(targets):
             if i and pause > 0:
@@ -214,9 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the walk order")
     parser.add_argument("--progress", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None, help="stop after N files")
+    parser.add_argument("--only", default=None, help="only the files matching this glob "
+                        "(relative to --dir), in name order")
     args = parser.parse_args(argv)
+    files = sorted(args.dir.glob(args.only)) if args.only else None
     attack(args.dir, args.variant, seed=args.seed, delay=args.delay, progress=args.progress,
-           limit=args.limit)
+           limit=args.limit, files=files)
     return 0
 
 

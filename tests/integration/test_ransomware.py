@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,58 +27,25 @@ from integration.benign import (
     make_zip,
     office_save,
 )
-from integration.corpus import make_corpus, sha_tree
+from integration.corpus import sha_tree
 from integration.daemon import Daemon, wait_for
-from integration.office import QUIET_SCHEDULE, Office, target_toml
+from integration.detection import (
+    RANSIM,
+    alerts,
+    damaged,
+    documents,
+    kinds,
+    make_office,
+    proc_state,
+    settled,
+)
+from integration.office import Office
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
 
-RANSIM = Path(__file__).with_name("ransim.py")
-TAIL = QUIET_SCHEDULE
-FAST = "debounce_seconds = 1\nmax_delay_seconds = 10"
 RESULTS: dict[str, int] = {}  # variant -> files damaged before containment
 RESULTS_FALLBACK: dict[str, int] = {}
-
-
-def make_office(tmp_path: Path, extra_tail: str = "") -> Office:
-    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))],
-                    backup_extra=FAST, tail=TAIL + extra_tail,
-                    lock_wait=180)  # the pins (restic tag, exclusive) may run meanwhile
-    make_corpus(office.data, n=300, seed=7)
-    office.write()
-    assert office.run("init").code == 0
-    return office
-
-
-def alerts(office: Office) -> list[dict[str, Any]]:
-    doc = office.run("status", "--json").json()
-    return list(doc["alerts"])
-
-
-def kinds(office: Office) -> list[str]:
-    return [a["kind"] for a in alerts(office)]
-
-
-def settled(office: Office) -> bool:
-    doc = office.run("status", "--json").json()
-    return doc["pending_changes"] == 0 and all(t["last_ok"] for t in doc["targets"].values())
-
-
-def proc_state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "gone"
-
-
-def documents(root: Path, pattern: str) -> list[Path]:
-    """The user's own documents (secops' canaries are not theirs to touch)."""
-    return sorted(p for p in root.glob(pattern) if "secops-canary" not in p.name)
-
-
-def damaged(before: dict[str, str], root: Path) -> list[str]:
-    after = sha_tree(root)
-    return sorted(p for p, h in before.items() if after.get(p) != h)
+RESULTS_DELETION: dict[str, int] = {}  # variant -> files gone before the freeze
 
 
 @pytest.fixture
@@ -101,8 +67,11 @@ def daemon(office: Office) -> Iterator[Daemon]:
                        capture_output=True)
 
 
-@pytest.mark.parametrize("variant", ["inplace", "new-then-delete", "rename-ext", "partial",
-                                     "slow", "keep-ext", "base64"])
+CONTENT_VARIANTS = ["inplace", "new-then-delete", "rename-ext", "partial", "slow", "keep-ext",
+                    "base64", "intermittent", "open-all", "hardlink"]
+
+
+@pytest.mark.parametrize("variant", CONTENT_VARIANTS)
 def test_attack_is_detected_contained_and_recoverable(variant: str, office: Office,
                                                       daemon: Daemon, tmp_path: Path) -> None:
     originals = sha_tree(office.data)
@@ -163,15 +132,83 @@ def test_attack_is_detected_contained_and_recoverable(variant: str, office: Offi
             attacker.wait(10)
 
 
+@pytest.mark.parametrize("variant", ["wiper", "rm-rf"])
+def test_mass_deletion_is_an_attack_of_its_own(variant: str, office: Office, daemon: Daemon,
+                                               tmp_path: Path) -> None:
+    """Deleting only the .pdf and .csv files (a wiper), or ``rm -rf`` of the tree: no
+    ciphertext anywhere, and still an alarm, a freeze and a pinned pre-attack snapshot that
+    restores every original. Unlinks cannot be gated (fanotify has no permission event for
+    them): the damage is counted, not bounded."""
+    originals = sha_tree(office.data)
+    attacker = subprocess.Popen(
+        [sys.executable, str(RANSIM), "--variant", variant, "--dir", str(office.data),
+         "--seed", "11", "--progress", str(tmp_path / "progress.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "ransomware.suspected" in kinds(office), 120, "the alarm")
+        suspected = [a for a in alerts(office) if a["kind"] == "ransomware.suspected"]
+        assert len(suspected) == 1, suspected
+        found = {i for f in suspected[0]["details"]["findings"] for i in f["indicators"]}
+        assert found & {"deleted", "folder_deleted"}, found
+        wait_for(lambda: "integrity.snapshot_pinned" in kinds(office), 60, "the pinned snapshot")
+        time.sleep(1.0)
+        RESULTS_DELETION[variant] = len(damaged(originals, office.data))
+        print(f"\n{variant}: {RESULTS_DELETION[variant]} file(s) gone before the freeze")
+        pinned = next(a for a in alerts(office) if a["kind"] == "integrity.snapshot_pinned")
+        snap = pinned["details"]["snapshots"]["local"]
+        assert office.run("unfreeze", "--kill", "--json").code == 0
+        restored = tmp_path / "restored"
+        done = office.run("restore", snap["id"], "--target", "local", "--to", str(restored))
+        assert done.code == 0, done.err
+        got = sha_tree(restored / str(office.data).lstrip("/"))
+        assert {p: got.get(p) for p in originals} == originals
+    finally:
+        if attacker.poll() is None:
+            attacker.send_signal(signal.SIGKILL)
+        attacker.wait(10)
+
+
+def test_one_file_at_a_time_is_caught_by_the_writer_s_long_window(tmp_path: Path) -> None:
+    """An attacker pacing itself to stay under the window (the evaluation's one file every
+    65 s against 120 s, scaled: 4 s apart against a 3 s window) is caught by the total of
+    what that one process wrote."""
+    office = make_office(tmp_path, "\n[integrity]\nwindow_seconds = 3\n")
+    d = Daemon(office).start()
+    attacker: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: "the open gate are on" in d.log(), 60, "the gate")
+        wait_for(lambda: settled(office), 90, "the first backup")
+        originals = sha_tree(office.data)
+        attacker = subprocess.Popen(
+            [sys.executable, str(RANSIM), "--variant", "keep-ext", "--dir", str(office.data),
+             "--seed", "11", "--delay", "4", "--progress", str(tmp_path / "p.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: "integrity.frozen" in kinds(office) or attacker.poll() is not None,
+                 120, "containment")
+        assert proc_state(attacker.pid) == "T", "the attacker was not stopped"
+        lost = damaged(originals, office.data)
+        RESULTS["slow, 4 s apart, 3 s window"] = len(lost)
+        assert len(lost) <= 3, lost
+        [alarm] = [a for a in alerts(office) if a["kind"] == "ransomware.suspected"]
+        assert attacker.pid in [p["pid"] for p in alarm["details"]["processes"]]
+    finally:
+        if attacker is not None and attacker.poll() is None:
+            attacker.send_signal(signal.SIGKILL)
+            attacker.wait(10)
+        d.stop()
+        office.run("unfreeze", "--kill")
+
+
 def test_median_damage_across_variants_is_at_most_5() -> None:
     """Runs after the variants above (file order); alone, it has nothing to judge."""
-    if len(RESULTS) < 7:
+    if len(RESULTS) < len(CONTENT_VARIANTS) + 1:
         pytest.fail(f"run with the variant tests; have only {sorted(RESULTS)}")
     median = statistics.median(RESULTS.values())
     print(f"\nfiles damaged per variant: {json.dumps(RESULTS)}; median {median}")
     report = os.environ.get("SECOPS_DETECTION_REPORT")
     if report:
-        Path(report).write_text(json.dumps({"per_variant": RESULTS, "median": median},
+        Path(report).write_text(json.dumps({"per_variant": RESULTS, "median": median,
+                                            "deletion": RESULTS_DELETION},
                                            indent=2) + "\n", encoding="utf-8")
     assert median <= 5
 

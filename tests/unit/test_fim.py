@@ -204,12 +204,20 @@ def test_benign_new_files_and_renames_score_nothing() -> None:
 
 
 def test_unknown_extension_counts_outside_maintenance_only() -> None:
-    det = Detector()
-    obs = Observation(1.0, "renamed", "/d/a.docx.x7f3a", old_path="/d/a.docx")
-    assert det.observe(obs, maintenance=True) is None
-    assert det.score(1.0) == 0
-    det.observe(obs, maintenance=False)
-    assert det.score(1.0) == 0.5
+    """A rename alone damages nothing; on a file whose content is also suspect it adds."""
+    data = DOCS["docx"]
+    for maintenance, expected in ((True, 1.0), (False, 1.5)):
+        det = Detector()
+        obs = Observation(1.0, "renamed", "/d/a.docx.x7f3a", old_path="/d/a.docx",
+                          before=record("/d/a.docx", data))
+        assert det.observe(obs, maintenance=maintenance) is None
+        assert det.score(1.0) == 0
+        det.observe(Observation(2.0, "modified", "/d/a.docx.x7f3a",
+                                before=record("/d/a.docx.x7f3a", data),
+                                after=probe(encrypt(data))), maintenance=maintenance)
+        found = det._findings["/d/a.docx"]
+        assert ("unknown_extension" in found.indicators) is not maintenance
+        assert det.score(2.0) == expected
 
 
 @settings(max_examples=60, deadline=None)
