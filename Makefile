@@ -5,10 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck \
 	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
-	libreoffice-writer-nogui libreoffice-calc-nogui python3-uno imagemagick git zip unzip
-# the office software the detection tests run: LibreOffice (UNO), ImageMagick, git, zip
+	libreoffice-writer-nogui libreoffice-calc-nogui python3-uno imagemagick git zip unzip \
+	samba smbclient
+# the office software the detection tests run: LibreOffice (UNO), ImageMagick, git, zip,
+# and Samba (smbd: the clerks' PCs reach the election folder over its share)
 TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck pdftoppm \
-	soffice mogrify git zip unzip
+	soffice mogrify git zip unzip /usr/sbin/smbd
 # reports: WeasyPrint needs Pango; the PDF's Vietnamese needs a font with its glyphs
 LIBS   := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 

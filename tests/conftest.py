@@ -26,6 +26,7 @@ MARKER_BINARIES = {
     "requires_weed": "weed",
     "requires_gpg": "gpg",
     "requires_libreoffice": "soffice",
+    "requires_smbd": "smbd",
 }
 CLEARED_PREFIXES = ("RESTIC_", "SECOPS_", "AWS_", "GNUPGHOME")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from secops.fim import procid
+from secops.fim import procid, smb
 
 FS_IOC_GETFLAGS = 0x80086601
 FS_IOC_SETFLAGS = 0x40086602
@@ -70,6 +70,12 @@ def describe_process(pid: int) -> dict[str, Any]:
                 info["uid"] = int(line.split()[1])
             elif line.startswith("PPid:"):
                 info["ppid"] = int(line.split()[1])
+    if smb.is_smbd(info.get("exe"), info.get("cmdline")):
+        # a clerk PC on the share: its address and user, not only "smbd"
+        client = smb.client_of(pid, info.get("cmdline"))
+        if client:
+            info["smb_client"] = client
+            info["user"] = smb.described(client)
     return info
 
 

@@ -99,9 +99,18 @@ class Watcher:
             logging.getLogger(name).addHandler(self._signal)
         warnings = []
         handler = _Handler(self.out, self.excludes)
+        free = watch_headroom()
         for root in self.roots:
             observer: Any = None
             try:  # Observer() itself opens an inotify instance (EMFILE at the limit)
+                if not self.force_polling and free is not None:
+                    # watchdog adds a subfolder's watch quietly or not at all: a tree with
+                    # more folders than watches left would be watched in part, silently
+                    need = sum(1 for _ in os.walk(root))
+                    if need > free:
+                        raise OSError(errno.ENOSPC, f"{need} folders to watch, {free} inotify "
+                                      "watches left")
+                    free -= need
                 observer = PollingObserver(timeout=2) if self.force_polling else Observer()
                 observer.schedule(handler, root, recursive=True, event_filter=wanted)
                 observer.start()
@@ -153,6 +162,32 @@ def degraded_message(root: str, e: OSError) -> str:
     return (f"{text}: the kernel limit fs.inotify.{name} is reached (now {now}); raise it "
             f"with 'sysctl -w fs.inotify.{name}={want}' and in /etc/sysctl.d/, then restart "
             "secops (systemctl restart secops)")
+
+
+def watch_headroom() -> int | None:
+    """Inotify watches this user may still add (``max_user_watches`` less the watches of
+    every inotify instance of this uid, from ``/proc/*/fdinfo``), or None when unknown."""
+    limit = _limit("max_user_watches")
+    if limit is None:
+        return None
+    uid, used = os.getuid(), 0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii",
+                          errors="replace") as f:
+                    used += sum(1 for line in f if line.startswith("inotify wd:"))
+        except OSError:
+            continue  # gone, or not ours to read
+    return max(0, limit - used)
 
 
 def inotify_headroom(roots: Sequence[str]) -> tuple[int, int | None]:

@@ -16,7 +16,15 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
-from integration.servers import GpgHome, RestServer, S3Server, Server, SmtpServer, SshServer
+from integration.servers import (
+    GpgHome,
+    RestServer,
+    S3Server,
+    SambaServer,
+    Server,
+    SmtpServer,
+    SshServer,
+)
 
 ServerT = TypeVar("ServerT", bound=Server)
 RequireBinary = Callable[[str], str]
@@ -74,6 +82,29 @@ def s3_server(
     """SeaweedFS S3 gateway; credentials in ``env()``, repositories at ``url(bucket)``."""
     weed = require_binary("weed")
     yield from _serve(S3Server(tmp_path_factory.mktemp("weed"), weed=weed))
+
+
+@pytest.fixture(scope="session")
+def samba_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    require_binary: RequireBinary,
+    missing_prerequisite: Callable[[str], NoReturn],
+) -> Iterator[SambaServer]:
+    """Samba smbd on loopback sharing ``office_root / "bau-cu"`` as ``[bau-cu]`` to the clerk
+    ``secops-clerk`` (``user``/``password``/``password_file``); ``Office(office_root)`` has
+    its data there.  The share folder exists (empty) from the start: the whole session
+    shares it, so use a sub folder per test."""
+    smbd = require_binary("smbd")
+    smbpasswd = require_binary("smbpasswd")
+    smbstatus = require_binary("smbstatus")
+    if os.geteuid() != 0:
+        missing_prerequisite("the smbd fixture needs root")
+    base = tmp_path_factory.mktemp("samba")
+    office_root = base / "office"
+    share = office_root / "bau-cu"
+    share.mkdir(parents=True)
+    yield from _serve(SambaServer(share, base / "server", office_root=office_root, smbd=smbd,
+                                  smbpasswd=smbpasswd, smbstatus=smbstatus))
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", required=True, type=Path)
     parser.add_argument("--edit", default="", help="text appended to a Writer document")
+    parser.add_argument("--times", action="store_true",
+                        help="print each store()'s seconds (JSON lines), for bench/")
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args()
     pipe = f"secops-test-{os.getpid()}"
@@ -67,9 +70,12 @@ def main() -> int:
             if args.edit and hasattr(doc, "getText"):
                 text = doc.getText()
                 text.insertString(text.getEnd(), args.edit, False)
+            start = time.perf_counter()
             doc.store()
+            took = time.perf_counter() - start
             doc.close(True)
-            print(f"saved {path}", flush=True)
+            print(json.dumps({"path": str(path), "store_s": took}) if args.times
+                  else f"saved {path}", flush=True)
         with contextlib.suppress(Exception):  # the bridge goes away with soffice: expected
             desktop.terminate()  # type: ignore[attr-defined]
         return 0

@@ -14,6 +14,7 @@ import email.message
 import email.policy
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -25,17 +26,20 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 LOOPBACK = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
+SMBD = "/usr/sbin/smbd"
+SMBCLERK = Path(__file__).with_name("smbclerk.py")
 
 
 class ServerStartError(RuntimeError):
@@ -141,6 +145,15 @@ def _descendants(root_pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an init that reaps nobody keeps those)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _signal_quietly(kill: Callable[[int, int], None], target: int, sig: int) -> None:
@@ -454,6 +467,273 @@ class SshServer(Server):
     def stop(self) -> None:
         # Also ends per-connection children, which sshd moves to new sessions.
         self.process.stop()
+
+
+# ---------------------------------------------------------------- samba
+
+
+SAMBA_USER = "secops-clerk"
+SAMBA_SHARE = "bau-cu"
+# Everything smbd keeps (tdbs, pid file, sockets, logs, the passdb) lives under {work}: the
+# system's Samba (its /var/lib/samba, /run/samba, winbindd) is never read or written.
+SMB_CONF = """\
+# written by tests/integration/servers.py (SambaServer): a private smbd for one test session
+[global]
+   server role = standalone server
+   workgroup = SECOPS-TEST
+   netbios name = SECOPS-TEST
+   smb ports = {port}
+   interfaces = {host}
+   bind interfaces only = yes
+   disable netbios = yes
+   server min protocol = SMB2_02
+   lock directory = {work}/lock
+   state directory = {work}/state
+   cache directory = {work}/cache
+   pid directory = {work}/pid
+   private dir = {work}/private
+   ncalrpc dir = {work}/ncalrpc
+   winbindd socket directory = {work}/winbindd
+   log file = {work}/log.smbd
+   max log size = 0
+   log level = 1
+   passdb backend = tdbsam:{work}/private/passdb.tdb
+   idmap config * : backend = tdb
+   idmap config * : range = 3000-7999
+   map to guest = never
+   restrict anonymous = 2
+   load printers = no
+   printing = bsd
+   printcap name = /dev/null
+   disable spoolss = yes
+   rpc start on demand helpers = no
+   multicast dns register = no
+   kernel oplocks = no
+
+[{share}]
+   path = {path}
+   read only = no
+   valid users = {user}
+   force user = root
+   vfs objects =
+   kernel oplocks = no
+   create mask = 0644
+   directory mask = 0755
+"""
+SAMBA_DIRS = ("lock", "state", "cache", "pid", "private", "ncalrpc", "winbindd")
+
+
+def ensure_system_user(name: str) -> None:
+    """Create the unix account ``name`` (system, no home, no shell) unless it exists."""
+    try:
+        pwd.getpwnam(name)
+        return
+    except KeyError:
+        pass
+    useradd = find_binary("useradd") or "useradd"
+    proc = subprocess.run(
+        [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    try:
+        pwd.getpwnam(name)  # also fine when a parallel test session created it first
+    except KeyError:
+        raise ServerStartError(
+            f"useradd {name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        ) from None
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path``, mode 0600 from the start."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+    return path
+
+
+class SambaServer(Server):
+    """Samba ``smbd`` (as root, in the foreground) sharing ``path`` as ``[bau-cu]``.
+
+    One Samba user, ``secops-clerk`` (a unix system account, created if missing), with a
+    random password (``password``; also in the 0600 file ``password_file``).  The share is
+    read/write with ``force user = root``: the clerk's writes reach the disk as root, as the
+    office's files are root's.  Loopback only, SMB2/3 only, no nmbd, no winbind, no RPC
+    helpers.  smbd forks one child per client connection; that child does the file I/O for
+    that client, and ``stop()`` ends it with the rest of the process group.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        workdir: Path,
+        *,
+        office_root: Path | None = None,
+        smbd: str = SMBD,
+        smbpasswd: str = "smbpasswd",
+        smbstatus: str = "smbstatus",
+        user: str = SAMBA_USER,
+        share: str = SAMBA_SHARE,
+        port: int | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.path = path
+        self.workdir = workdir
+        # the folder a test builds its Office in: Office(office_root).data is the share
+        self.office_root = office_root if office_root is not None else path.parent
+        self.user = user
+        self.share = share
+        self.password = secrets.token_urlsafe(18)
+        self.port = port if port is not None else free_port()
+        self.smbpasswd = smbpasswd
+        self.smbstatus = smbstatus
+        self.start_timeout = start_timeout
+        self._env = minimal_env(workdir)
+        self._provisioned = False
+        self._probe_error = ""
+        path.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for name in SAMBA_DIRS:
+            (workdir / name).mkdir(exist_ok=True)
+        (workdir / "private").chmod(0o700)
+        self.conf = workdir / "smb.conf"
+        self.conf.write_text(
+            SMB_CONF.format(
+                port=self.port, host=LOOPBACK, work=workdir, share=share, path=path, user=user
+            )
+        )
+        self.password_file = write_private(workdir / "clerk.password", self.password + "\n")
+        self.process = ManagedProcess(
+            [smbd, "--foreground", "--no-process-group", "--debug-stdout", "-s", str(self.conf)],
+            log_path=workdir / "smbd.log",
+            env=self._env,
+            cwd=workdir,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        """The main smbd (the listener); each client is served by a child of it."""
+        return self.process.pid
+
+    def children(self) -> list[int]:
+        """Living descendants of the main smbd: notifyd, cleanupd and one per connection."""
+        pid = self.pid
+        return [] if pid is None else _descendants(pid)
+
+    def unc(self, rel: str = "") -> str:
+        r"""``\\127.0.0.1\bau-cu\<rel>`` (``/`` or ``\`` separators in ``rel``)."""
+        base = f"\\\\{LOOPBACK}\\{self.share}"
+        inner = rel.replace("/", "\\").strip("\\")
+        return f"{base}\\{inner}" if inner else base
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for any ``smbclient`` call on this server (as the clerk)."""
+        return {
+            "port": self.port,
+            "username": self.user,
+            "password": self.password,
+            "auth_protocol": "ntlm",
+        }
+
+    def clerk_argv(self, *action: str) -> list[str]:
+        """argv of tests/integration/smbclerk.py on this share: ``clerk_argv("word-save", rel)``."""
+        return [
+            sys.executable, str(SMBCLERK), "--port", str(self.port), "--user", self.user,
+            "--password-file", str(self.password_file), "--share", self.share, *action,
+        ]
+
+    def status_json(self, *args: str, timeout: float = 30.0) -> dict[str, Any]:
+        """``smbstatus -s <conf> --json [args]``, parsed: ``sessions``, ``tcons``,
+        ``open_files``, each a dict by id; a session's smbd child is
+        ``["server_id"]["pid"]`` (a string)."""
+        argv = [self.smbstatus, "-s", str(self.conf), "--json", *args]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, env=self._env, timeout=timeout, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}\n{proc.stderr}")
+        data = json.loads(proc.stdout)
+        if not isinstance(data, dict):
+            raise RuntimeError(f"smbstatus --json gave {type(data).__name__}: {proc.stdout!r}")
+        return data
+
+    def session_pids(self, user: str | None = None) -> list[int]:
+        """Pids of the smbd children serving a session of ``user`` (default: the clerk)."""
+        sessions = self.status_json().get("sessions", {}).values()
+        wanted = user or self.user
+        return sorted(
+            int(s["server_id"]["pid"]) for s in sessions if s.get("username") == wanted
+        )
+
+    def _provision(self) -> None:
+        """The unix account and its Samba password in the private passdb (via stdin)."""
+        ensure_system_user(self.user)
+        argv = [self.smbpasswd, "-c", str(self.conf), "-s", "-a", self.user]
+        proc = subprocess.run(
+            argv,
+            input=f"{self.password}\n{self.password}\n",
+            capture_output=True, text=True, env=self._env, timeout=60, check=False,
+        )
+        if proc.returncode != 0:
+            raise ServerStartError(
+                f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        self._provisioned = True
+
+    def _login_works(self) -> bool:
+        """An SMB2/3 session as the clerk and a tree connect to the share succeed."""
+        from smbprotocol.connection import Connection
+        from smbprotocol.session import Session
+        from smbprotocol.tree import TreeConnect
+
+        connection = Connection(uuid.uuid4(), LOOPBACK, self.port)
+        try:
+            connection.connect(timeout=5)
+            session = Session(
+                connection, self.user, self.password,
+                require_encryption=False, auth_protocol="ntlm",
+            )
+            session.connect()
+            tree = TreeConnect(session, self.unc())
+            tree.connect()
+            tree.disconnect()
+        except Exception as e:  # any failure means: not ready yet
+            self._probe_error = f"{type(e).__name__}: {e}"
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                connection.disconnect()
+        return True
+
+    def start(self) -> None:
+        """Start (or restart: same port, share and password) and wait until the clerk can
+        log in and connect to the share."""
+        if not self._provisioned:
+            self._provision()
+        if not self.process.running():
+            (self.workdir / "pid" / "smbd.pid").unlink(missing_ok=True)
+        self._probe_error = ""
+        self.process.start()
+        what = f"smbd on port {self.port}"
+        try:
+            self.process.wait_ready(
+                lambda: tcp_connectable(self.port) and self._login_works(),
+                timeout=self.start_timeout,
+                what=what,
+            )
+        except ServerStartError as e:
+            if not self._probe_error:
+                raise
+            raise ServerStartError(f"{what}: last login attempt: {self._probe_error}\n{e}") from e
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Kill smbd and all its children, and wait (up to ``timeout``) until they are dead."""
+        children = self.children()
+        # The per-connection children stay in smbd's process group (--no-process-group).
+        self.process.stop()
+        deadline = time.monotonic() + timeout
+        while any(process_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- s3
