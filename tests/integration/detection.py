@@ -14,9 +14,9 @@ FAST = "debounce_seconds = 1\nmax_delay_seconds = 10"
 BAD = ("ransomware.suspected", "canary.touched", "integrity.frozen")
 
 
-def make_office(tmp_path: Path, extra_tail: str = "") -> Office:
+def make_office(tmp_path: Path, extra_tail: str = "", backup_extra: str = FAST) -> Office:
     office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))],
-                    backup_extra=FAST, tail=TAIL + extra_tail,
+                    backup_extra=backup_extra, tail=TAIL + extra_tail,
                     lock_wait=180)  # the pins (restic tag, exclusive) may run meanwhile
     make_corpus(office.data, n=300, seed=7)
     office.write()

@@ -12,15 +12,17 @@ the share root, with ``/`` separators. Only smbprotocol's ``smbclient``, the sta
 Actions:
 
 ``word-save REL...``
-    Word opening and saving each .docx: owner file ``~$<name>`` (162 bytes, hidden), the new
-    document (the old paragraphs plus ``--line``) written to ``~WRD0000.tmp`` (numbered upward
-    per file), the original renamed to ``~WRL0001.tmp``, ``~WRD….tmp`` renamed to the
-    original name, ``~WRL….tmp`` deleted, the owner file deleted.
+    Word opening and saving each .docx: the document read, the owner file ``~$<name>``
+    (162 bytes, hidden) made, the new document (the old paragraphs plus ``--line``) written
+    to ``~WRD0000.tmp`` (numbered upward per file), the original renamed to ``~WRL0001.tmp``,
+    ``~WRD….tmp`` renamed to the original name, ``~WRL….tmp`` deleted, the owner file
+    deleted.
 ``excel-save REL...``
-    Excel saving each .xlsx: owner file ``~$<name>``, the new workbook (the old rows plus the
-    row ``[--line]``) written to a random 8-hex-digit name without extension (``3A1F9C2B``),
-    the original renamed to another such name with ``.tmp``, the new one renamed to the
-    original name, the ``.tmp`` deleted, the owner file deleted.
+    Excel saving each .xlsx: the workbook read, the owner file ``~$<name>`` made, the new
+    workbook (the old rows plus the row ``[--line]``) written to a random 8-hex-digit name
+    without extension (``3A1F9C2B``), the original renamed to another such name with
+    ``.tmp``, the new one renamed to the original name, the ``.tmp`` deleted, the owner file
+    deleted.
 ``attack --progress FILE [--seed N] [--dir REL] [--delay S]``
     The infected PC: every regular file under ``--dir`` (default: the whole share), in a
     seeded random order, opened read/write, read whole and overwritten in place from offset 0
@@ -204,8 +206,9 @@ def hex_name(suffix: str = "") -> Callable[[], str]:
 def word_save(share: Share, rel: str, line: str, wrd: Numbered, wrl: Numbered) -> None:
     folder, name = split(rel)
     owner = join(folder, f"~${name}")
+    opened = share.read(rel)  # the document opened, then its owner file made
     share.create(owner, owner_file(share.user), FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_ARCHIVE)
-    new = docx_bytes([*docx_paragraphs(share.read(rel)), line])
+    new = docx_bytes([*docx_paragraphs(opened), line])
     temp = free_name(share, folder, wrd)
     share.create(temp, new)
     old = free_name(share, folder, wrl)
@@ -218,8 +221,9 @@ def word_save(share: Share, rel: str, line: str, wrd: Numbered, wrl: Numbered) -
 def excel_save(share: Share, rel: str, line: str) -> None:
     folder, name = split(rel)
     owner = join(folder, f"~${name}")
+    opened = share.read(rel)
     share.create(owner, owner_file(share.user), FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_ARCHIVE)
-    new = xlsx_bytes([*xlsx_rows(share.read(rel)), [line]])
+    new = xlsx_bytes([*xlsx_rows(opened), [line]])
     temp = free_name(share, folder, hex_name())
     share.create(temp, new)
     old = free_name(share, folder, hex_name(".tmp"))
