@@ -42,6 +42,7 @@ from integration.daemon import Daemon, wait_for  # noqa: E402
 from integration.detection import FAST, make_office, settled  # noqa: E402
 
 LO_SAVE = PROJECT / "tests" / "integration" / "lo_save.py"
+SECONDS: dict[str, list[float]] = {"watched": [], "unwatched": []}  # each store()
 OPENER = """
 import os, sys, time, json
 paths = sys.argv[2:]
@@ -71,6 +72,8 @@ def lo_pairs(watched: list[Path], unwatched: list[Path], profile: Path) -> list[
                           capture_output=True, text=True, timeout=1800, check=True)
     times = [json.loads(line)["store_s"] for line in done.stdout.splitlines()
              if line.startswith("{")]
+    SECONDS["watched"] += times[0::2]
+    SECONDS["unwatched"] += times[1::2]
     return [times[i] / times[i + 1] for i in range(0, len(times) - 1, 2)]
 
 
@@ -123,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                     "load": os.getloadavg()},
         "libreoffice_store": {"pairs": len(ratios), "median_ratio": statistics.median(ratios),
-                              "p10": percentile(ratios, 0.1), "p90": percentile(ratios, 0.9)},
+                              "p10": percentile(ratios, 0.1), "p90": percentile(ratios, 0.9),
+                              "median_ms": {k: 1000 * statistics.median(v)
+                                            for k, v in SECONDS.items()}},
         "open_us": {side: {"n": len(v), "p50": percentile(v, 0.5), "p99": percentile(v, 0.99)}
                     for side, v in lat.items()},
         "alarms": len(alarms),

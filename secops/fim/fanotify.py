@@ -35,7 +35,6 @@ import select
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from secops.errors import OperationalError
@@ -56,6 +55,7 @@ FAN_MARK_IGNORED_MASK = 0x00000020
 FAN_MARK_IGNORED_SURV_MODIFY = 0x00000040
 FAN_MARK_FILESYSTEM = 0x00000100
 FAN_MARK_IGNORE = 0x00000400  # Linux 6.0: an ignore mark that may cover a folder's children
+_NAMED = FAN_CLOSE_WRITE | FAN_MODIFY
 FAN_ALLOW = 0x01
 FAN_DENY = 0x02
 FAN_NOFD = -1
@@ -80,14 +80,27 @@ class FanotifyUnavailable(OperationalError):
         self.errno = errno_
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    """One fanotify event; ``fd`` is valid only during the callback (read it with os.pread)."""
+    """One fanotify event; ``fd`` is valid only during the callback (read it with os.pread).
+    ``path`` is looked up (``/proc/self/fd``) when first asked for, or given: an open's
+    answer needs the pid alone, and the gate answers every open in the watched folders."""
 
-    kind: str  # "open_perm" | "modify" | "close_write" | "overflow" | "fd_exhausted"
-    pid: int
-    path: str
-    fd: int
+    __slots__ = ("_path", "fd", "kind", "pid")
+
+    def __init__(self, kind: str, pid: int, path: str | None, fd: int) -> None:
+        self.kind = kind  # "open_perm" | "modify" | "close_write" | "overflow" | "fd_exhausted"
+        self.pid = pid
+        self.fd = fd
+        self._path = path
+
+    @property
+    def path(self) -> str:
+        if self._path is None:
+            self._path = _path_of(self.fd) if self.fd >= 0 else ""
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"Event({self.kind!r}, {self.pid}, {self._path!r}, {self.fd})"
 
 
 _OVERFLOW = Event("overflow", 0, "", -1)
@@ -310,7 +323,7 @@ class Fanotify:
                 if failure is None and pid != own_pid and not self._closing:
                     if mask & FAN_Q_OVERFLOW:
                         on_event(_OVERFLOW)
-                    path = _path_of(fd) if fd >= 0 else ""
+                    path = _path_of(fd) if fd >= 0 and mask & _NAMED else None
                     if mask & FAN_CLOSE_WRITE:
                         on_event(Event("close_write", pid, path, fd))
                     elif mask & FAN_MODIFY:  # merged with its close: the close judges it

@@ -62,6 +62,7 @@ class Guard:
         self._claimed: dict[str, dict[State, None]] = {"gate": {}, "sentry": {}}
         self._claims_lock = threading.Lock()
         self._writing: dict[tuple[int, int, int], None] = {}  # (pid, dev, ino) mid-write
+        self._judged: dict[State, None] = {}  # file states the gate judged (insertion order)
         self._quiet_full = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -379,13 +380,30 @@ class Guard:
             if m._excluded(path):
                 return
             try:
-                size = os.fstat(fd).st_size
-                probe = probe_fd(fd, size)
+                st = os.fstat(fd)
+            except OSError:
+                return
+            state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if state in self._judged:
+                # judged already in this very state: a save's temp file renamed over the
+                # document (the monitor compares it with what it replaced), or a close
+                # after an open for writing that wrote nothing
+                return
+            if len(self._judged) >= _CLAIMS_MAX:
+                self._judged.clear()
+            self._judged[state] = None
+            before = m.index.get(path) or m._renamed_from(fd)
+            if before is not None and before.same_stat(st):
+                return  # opened for writing, nothing written
+            try:
+                size = st.st_size
+                # the body's structure matters only against a version whose body held:
+                # a new file's (a save's temp file) is not checked while an open waits
+                probe = probe_fd(fd, size, deep=before is not None and before.parses)
                 sample = os.pread(fd, 4096, 0) if size <= 65536 and \
                     probe.ftype in TEXTUAL and path not in m.index else b""
             except OSError:
                 return
-            before = m.index.get(path) or m._renamed_from(fd)
             obs = Observation(now, "modified" if before else "added", path, before=before,
                               after=probe, pid=pid, text_sample=sample)
             m.fan_seen[path] = now

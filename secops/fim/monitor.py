@@ -43,6 +43,8 @@ from secops.fim.state import FimState
 from secops.manifest.scan import excluded
 
 Log = Callable[[str, str], None]  # level, message
+BATCH_QUIET_S = 0.15
+BATCH_MAX_S = 0.5
 FAN_FRESH_S = 5.0  # a watchdog event this soon after fanotify saw the same write: not new
 DEGRADED_EVERY_S = 60.0  # at most one integrity.gate_degraded event per reason this often
 
@@ -245,15 +247,28 @@ class Monitor:
                 first = self.q.get(timeout=1.0)
             except queue.Empty:
                 continue
-            batch = [first]
-            deadline = time.monotonic() + 0.05  # gather a burst, then act on it
-            while len(batch) < 20_000:
-                try:
-                    batch.append(self.q.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
-            self._handle_batch(batch)
+            self._handle_batch(self._gather(first))
         self._record_last_alarms()
+
+    def _gather(self, first: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """A burst of work, acted on once it is over. With the gate on, the burst is over
+        when the queue has been quiet for ``BATCH_QUIET_S`` (at most ``BATCH_MAX_S``): a
+        save is a burst of a few dozen events within milliseconds, and hashing its file
+        while it is still saving made each of its opens wait for the interpreter lock (the
+        gate judges the writes themselves, inline). An alarm is acted on at once; without
+        the gate (inotify alone detects) the burst is 50 ms."""
+        gated = self.guard.gate is not None
+        quiet = BATCH_QUIET_S if gated else 0.05
+        start = time.monotonic()
+        batch = [first]
+        while len(batch) < 20_000 and batch[-1][0] not in ("alarm", "stop"):
+            now = time.monotonic()
+            wait = min(quiet, start + BATCH_MAX_S - now) if gated else start + quiet - now
+            try:
+                batch.append(self.q.get(timeout=max(0.0, wait)))
+            except queue.Empty:
+                break
+        return batch
 
     def _record_last_alarms(self) -> None:
         """At stop: an alarm already queued (its writers stopped) is still recorded."""

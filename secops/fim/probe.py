@@ -46,12 +46,14 @@ class Probe:
                         # empty for CONTAINERS)
 
 
-def probe_fd(fd: int, size: int | None = None) -> Probe:
+def probe_fd(fd: int, size: int | None = None, *, deep: bool = True) -> Probe:
+    """``deep=False`` leaves the body's structure unchecked (``parses`` from the frame alone):
+    for a new file, whose judgement does not use it, in the gate thread an open waits on."""
     if size is None:
         size = os.fstat(fd).st_size
     head = os.pread(fd, min(size, HEAD), 0) if size else b""
     tail = os.pread(fd, TAIL, max(0, size - TAIL)) if size > HEAD else head[-TAIL:]
-    return probe_bytes(head, tail, size, lambda off, n: os.pread(fd, n, off))
+    return probe_bytes(head, tail, size, lambda off, n: os.pread(fd, n, off), deep=deep)
 
 
 def probe_path(path: str) -> Probe:
@@ -63,7 +65,7 @@ def probe_path(path: str) -> Probe:
 
 
 def probe_bytes(head: bytes, tail: bytes, size: int,
-                read_at: ReadAt | None = None) -> Probe:
+                read_at: ReadAt | None = None, *, deep: bool = True) -> Probe:
     ftype = file_type(head)
     members = None
     if ftype in ("ooxml", "zip"):
@@ -73,8 +75,10 @@ def probe_bytes(head: bytes, tail: bytes, size: int,
     if ftype in CONTAINERS:
         # Compressed or encoded already: their entropy and chunk sketch tell the detector
         # nothing (it compares type and structure for them), so they are not computed.
-        return Probe(ftype, _parses(ftype, head, tail, size, read_at, members=members), -1.0, b"")
-    return Probe(ftype=ftype, parses=_parses(ftype, head, tail, size, read_at, members=members),
+        parses = _parses(ftype, head, tail, size, read_at, members=members, deep=deep)
+        return Probe(ftype, parses, -1.0, b"")
+    return Probe(ftype=ftype,
+                 parses=_parses(ftype, head, tail, size, read_at, members=members, deep=deep),
                  entropy=round(entropy(head[:SAMPLE]), 3), fp=fingerprint(head))
 
 
@@ -229,10 +233,15 @@ def _is_text(sample: bytes) -> bool:
 
 
 def _parses(ftype: str, head: bytes, tail: bytes, size: int, read_at: ReadAt | None, *,
-            members: list[structure.Member] | None = None) -> bool:
-    """The container's frame (end records, markers) and, given ``read_at``, its whole body
-    (``structure``): partial encryption keeps the frame and ruins the body."""
+            members: list[structure.Member] | None = None, deep: bool = True) -> bool:
+    """The container's frame (end records, markers) and, given ``read_at`` and ``deep``, its
+    whole body (``structure``): partial encryption keeps the frame and ruins the body."""
+    frame_only = read_at
+    if not deep:
+        read_at = None
     if ftype in ("ooxml", "zip"):
+        if not deep:
+            return _zip_ok(tail, size, frame_only)
         if not _zip_ok(tail, size, read_at):
             return False
         return members is None or read_at is None or \
@@ -248,7 +257,7 @@ def _parses(ftype: str, head: bytes, tail: bytes, size: int, read_at: ReadAt | N
     if ftype == "gzip":
         return read_at is None or structure.gzip_intact(size, read_at)
     if ftype == "text":  # a text file with a binary end (or middle) is damaged
-        if size <= len(head):
+        if size <= len(head) and deep:
             read_at = lambda off, n: head[off:off + n]  # noqa: E731 - the whole file is here
         return _is_text(tail[-SAMPLE:].lstrip(_CONTINUATION)) and \
             (read_at is None or structure.text_intact(size, read_at, _is_text))

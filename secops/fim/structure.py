@@ -25,6 +25,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 ReadAt = Callable[[int, int], bytes]
 BUDGET = 64 * 1024 * 1024       # bytes read per file, at most
@@ -117,6 +118,24 @@ class _Budget:
             offset += len(piece)
 
 
+def _feed(inflate: Any, data: bytes, budget: _Budget,
+          on_out: Callable[[bytes], None] | None = None) -> bool | None:
+    """Inflate all of ``data``: False on a zlib error (not a deflate stream, or a damaged
+    one), None when the output budget is spent, else True."""
+    while data:
+        try:
+            out = inflate.decompress(data, PIECE)
+        except zlib.error:
+            return False
+        budget.output -= len(out)
+        if budget.output < 0:
+            return None
+        if on_out is not None:
+            on_out(out)
+        data = inflate.unconsumed_tail
+    return True
+
+
 def zip_intact(members: list[Member], size: int, read_at: ReadAt) -> bool:
     """Each member's local header is where the directory says and its data has the CRC the
     directory records (stored or deflated members; encrypted ones by their header only)."""
@@ -150,34 +169,29 @@ def zip_intact(members: list[Member], size: int, read_at: ReadAt) -> bool:
 
 def _member_crc(m: Member, start: int, budget: _Budget) -> bool | None:
     """True when the member's data checks out, False when not, None when out of budget."""
-    crc = 0
+    crc = [0]
+
+    def update(out: bytes) -> None:
+        crc[0] = zlib.crc32(out, crc[0])
+
     inflate = zlib.decompressobj(-15) if m.method == 8 else None
     seen = 0
     for piece in budget.pieces(start, m.csize):
         seen += len(piece)
         if inflate is None:
-            crc = zlib.crc32(piece, crc)
+            update(piece)
             continue
-        data = piece
-        while data:
-            try:
-                out = inflate.decompress(data, PIECE)
-            except zlib.error:
-                return False
-            budget.output -= len(out)
-            if budget.output < 0:
-                return None
-            crc = zlib.crc32(out, crc)
-            data = inflate.unconsumed_tail
+        fed = _feed(inflate, piece, budget, update)
+        if fed is not True:
+            return fed
     if seen < m.csize:
         return None
     if inflate is not None:
         try:
-            out = inflate.flush()
+            update(inflate.flush())
         except zlib.error:
             return False
-        crc = zlib.crc32(out, crc)
-    return crc == m.crc
+    return crc[0] == m.crc
 
 
 def jpeg_intact(size: int, read_at: ReadAt) -> bool:
@@ -276,17 +290,9 @@ def pdf_intact(tail: bytes, size: int, read_at: ReadAt) -> bool:
         end = data.find(b"endstream", m.end())
         if end < 0:
             return False
-        inflate = zlib.decompressobj()
-        chunk = data[m.end():end]
-        while chunk:
-            try:
-                out = inflate.decompress(chunk, PIECE)
-            except zlib.error:
-                return False
-            budget.output -= len(out)
-            if budget.output < 0:
-                return True
-            chunk = inflate.unconsumed_tail
+        fed = _feed(zlib.decompressobj(), data[m.end():end], budget)
+        if fed is not True:
+            return fed is None  # out of budget: not condemned
     return True
 
 
@@ -328,19 +334,12 @@ def gzip_intact(size: int, read_at: ReadAt) -> bool:
     for piece in budget.pieces(0, size):
         data = piece
         while data:
-            try:
-                out = inflate.decompress(data, PIECE)
-            except zlib.error:
-                return False
-            budget.output -= len(out)
-            if budget.output < 0:
-                return True
-            data = inflate.unconsumed_tail
+            fed = _feed(inflate, data, budget)
+            if fed is not True:
+                return fed is None  # out of budget: not condemned
+            data = inflate.unused_data if inflate.eof else b""
             if inflate.eof:
-                data = inflate.unused_data + data
-                if not data:
-                    break
-                inflate = zlib.decompressobj(31)
+                inflate = zlib.decompressobj(31)  # the next member
     return True
 
 

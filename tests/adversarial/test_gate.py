@@ -30,6 +30,7 @@ import pytest
 
 from integration.corpus import make_corpus
 from integration.daemon import Daemon, wait_for
+from integration.detection import proc_state, settled
 from integration.office import QUIET_SCHEDULE, Office, target_toml
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
@@ -88,16 +89,6 @@ def named(alert: dict[str, Any]) -> list[int]:
     return [int(p["pid"]) for p in alert["details"]["processes"]]
 
 
-def settled(office: Office) -> bool:
-    doc = office.run("status", "--json").json()
-    return doc["pending_changes"] == 0 and all(t["last_ok"] for t in doc["targets"].values())
-
-
-def proc_state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "gone"
 
 
 def lines(path: Path) -> list[str]:

@@ -14,25 +14,26 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from integration.corpus import sha_tree
-from integration.daemon import Daemon, wait_for
+from integration.daemon import wait_for
 from integration.detection import (
     BAD,
-    RANSIM,
     alerts,
+    attacking,
+    contained,
     documents,
     kinds,
     make_office,
     proc_state,
+    ransim,
     settled,
+    watching,
 )
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg,
@@ -60,12 +61,7 @@ def quiet(office_kinds: list[str]) -> list[str]:
 def test_office_software_raises_no_alarm_and_its_twin_does(tmp_path: Path) -> None:
     office = make_office(tmp_path)
     data = office.data
-    d = Daemon(office).start()
-    attacker: subprocess.Popen[bytes] | None = None
-    try:
-        wait_for(lambda: "the open gate are on" in d.log(), 60, "the gate")
-        wait_for(lambda: settled(office), 90, "the first backup")
-
+    with watching(office) as d:
         # LibreOffice saves Word- and Excel-made documents in place
         docs = documents(data, "ho-so-ung-vien/*.docx")[:5] + documents(data, "ket-qua/*.xlsx")[:5]
         assert all(first_member(p) == "[Content_Types].xml" for p in docs)
@@ -99,26 +95,17 @@ def test_office_software_raises_no_alarm_and_its_twin_does(tmp_path: Path) -> No
             p.rename(p.with_suffix(".cu"))
 
         wait_for(lambda: settled(office), 120, "the backups of the work")
-        seen = kinds(office)
-        assert quiet(seen) == [], [a for a in alerts(office) if a["kind"] in BAD]
+        assert quiet(kinds(office)) == [], [a for a in alerts(office) if a["kind"] in BAD]
         assert "ransomware.suspected" not in d.log()
 
         # the twin: the files LibreOffice saved, encrypted in place, are still judged
         before = sha_tree(data)
-        attacker = subprocess.Popen(
-            [sys.executable, str(RANSIM), "--variant", "keep-ext", "--dir", str(data),
-             "--only", "ho-so-ung-vien/ung-vien-*.docx", "--progress", str(tmp_path / "p.txt")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: "integrity.frozen" in kinds(office) or attacker.poll() is not None,
-                 120, "containment")
-        assert proc_state(attacker.pid) == "T", "the attacker was not stopped"
-        after = sha_tree(data)
-        lost = [p for p, h in before.items() if after.get(p) != h]
-        assert 0 < len(lost) <= 5, lost
-    finally:
-        if attacker is not None and attacker.poll() is None:
-            attacker.send_signal(signal.SIGKILL)
-            attacker.wait(10)
-        d.stop()
-        office.run("unfreeze", "--kill")
-        shutil.rmtree(tmp_path / "lo-profile", ignore_errors=True)
+        argv = ransim(office, "keep-ext", tmp_path / "p.txt", "--only",
+                      "ho-so-ung-vien/ung-vien-*.docx")
+        with attacking(argv) as attacker:
+            contained(office, attacker)
+            assert proc_state(attacker.pid) == "T", "the attacker was not stopped"
+            after = sha_tree(data)
+            lost = [p for p, h in before.items() if after.get(p) != h]
+            assert 0 < len(lost) <= 5, lost
+    shutil.rmtree(tmp_path / "lo-profile", ignore_errors=True)

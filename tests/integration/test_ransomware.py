@@ -32,12 +32,18 @@ from integration.daemon import Daemon, wait_for
 from integration.detection import (
     RANSIM,
     alerts,
+    assert_restores,
+    attacking,
+    contained,
     damaged,
     documents,
     kinds,
     make_office,
+    pinned_snapshot,
     proc_state,
+    ransim,
     settled,
+    watching,
 )
 from integration.office import Office
 
@@ -105,10 +111,7 @@ def test_attack_is_detected_contained_and_recoverable(variant: str, office: Offi
         with pytest.raises(PermissionError):
             victim.write_text("x")
 
-        wait_for(lambda: "integrity.snapshot_pinned" in kinds(office), 60, "the pinned snapshot")
-        pinned = next(a for a in alerts(office) if a["kind"] == "integrity.snapshot_pinned")
-        snap = pinned["details"]["snapshots"]["local"]
-        assert snap["id"] and snap["tagged"], snap
+        snap = pinned_snapshot(office)
 
         # unfreeze needs a decision about the stopped attacker
         assert office.run("unfreeze").code == 2
@@ -119,11 +122,7 @@ def test_attack_is_detected_contained_and_recoverable(variant: str, office: Offi
         victim.write_text(victim.read_text(encoding="utf-8"), encoding="utf-8")  # writable
 
         # the pre-attack snapshot restores every original
-        restored = tmp_path / "restored"
-        done = office.run("restore", snap["id"], "--target", "local", "--to", str(restored))
-        assert done.code == 0, done.err
-        got = sha_tree(restored / str(office.data).lstrip("/"))
-        assert {p: got.get(p) for p in originals} == originals
+        assert_restores(office, snap, originals, tmp_path / "restored")
         snaps = office.run("snapshots", "--target", "local", "--json").json()
         assert any("pinned" in s["tags"] and f"freeze-{1}" in s["tags"] for s in snaps)
     finally:
@@ -140,32 +139,18 @@ def test_mass_deletion_is_an_attack_of_its_own(variant: str, office: Office, dae
     restores every original. Unlinks cannot be gated (fanotify has no permission event for
     them): the damage is counted, not bounded."""
     originals = sha_tree(office.data)
-    attacker = subprocess.Popen(
-        [sys.executable, str(RANSIM), "--variant", variant, "--dir", str(office.data),
-         "--seed", "11", "--progress", str(tmp_path / "progress.txt")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with attacking(ransim(office, variant, tmp_path / "progress.txt", "--seed", "11")):
         wait_for(lambda: "ransomware.suspected" in kinds(office), 120, "the alarm")
         suspected = [a for a in alerts(office) if a["kind"] == "ransomware.suspected"]
         assert len(suspected) == 1, suspected
         found = {i for f in suspected[0]["details"]["findings"] for i in f["indicators"]}
         assert found & {"deleted", "folder_deleted"}, found
-        wait_for(lambda: "integrity.snapshot_pinned" in kinds(office), 60, "the pinned snapshot")
+        snap = pinned_snapshot(office)
         time.sleep(1.0)
         RESULTS_DELETION[variant] = len(damaged(originals, office.data))
         print(f"\n{variant}: {RESULTS_DELETION[variant]} file(s) gone before the freeze")
-        pinned = next(a for a in alerts(office) if a["kind"] == "integrity.snapshot_pinned")
-        snap = pinned["details"]["snapshots"]["local"]
         assert office.run("unfreeze", "--kill", "--json").code == 0
-        restored = tmp_path / "restored"
-        done = office.run("restore", snap["id"], "--target", "local", "--to", str(restored))
-        assert done.code == 0, done.err
-        got = sha_tree(restored / str(office.data).lstrip("/"))
-        assert {p: got.get(p) for p in originals} == originals
-    finally:
-        if attacker.poll() is None:
-            attacker.send_signal(signal.SIGKILL)
-        attacker.wait(10)
+        assert_restores(office, snap, originals, tmp_path / "restored")
 
 
 def test_one_file_at_a_time_is_caught_by_the_writer_s_long_window(tmp_path: Path) -> None:
@@ -173,30 +158,17 @@ def test_one_file_at_a_time_is_caught_by_the_writer_s_long_window(tmp_path: Path
     65 s against 120 s, scaled: 4 s apart against a 3 s window) is caught by the total of
     what that one process wrote."""
     office = make_office(tmp_path, "\n[integrity]\nwindow_seconds = 3\n")
-    d = Daemon(office).start()
-    attacker: subprocess.Popen[bytes] | None = None
-    try:
-        wait_for(lambda: "the open gate are on" in d.log(), 60, "the gate")
-        wait_for(lambda: settled(office), 90, "the first backup")
+    with watching(office):
         originals = sha_tree(office.data)
-        attacker = subprocess.Popen(
-            [sys.executable, str(RANSIM), "--variant", "keep-ext", "--dir", str(office.data),
-             "--seed", "11", "--delay", "4", "--progress", str(tmp_path / "p.txt")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: "integrity.frozen" in kinds(office) or attacker.poll() is not None,
-                 120, "containment")
-        assert proc_state(attacker.pid) == "T", "the attacker was not stopped"
-        lost = damaged(originals, office.data)
-        RESULTS["slow, 4 s apart, 3 s window"] = len(lost)
-        assert len(lost) <= 3, lost
-        [alarm] = [a for a in alerts(office) if a["kind"] == "ransomware.suspected"]
-        assert attacker.pid in [p["pid"] for p in alarm["details"]["processes"]]
-    finally:
-        if attacker is not None and attacker.poll() is None:
-            attacker.send_signal(signal.SIGKILL)
-            attacker.wait(10)
-        d.stop()
-        office.run("unfreeze", "--kill")
+        argv = ransim(office, "keep-ext", tmp_path / "p.txt", "--seed", "11", "--delay", "4")
+        with attacking(argv) as attacker:
+            contained(office, attacker)
+            assert proc_state(attacker.pid) == "T", "the attacker was not stopped"
+            lost = damaged(originals, office.data)
+            RESULTS["slow, 4 s apart, 3 s window"] = len(lost)
+            assert len(lost) <= 3, lost
+            [alarm] = [a for a in alerts(office) if a["kind"] == "ransomware.suspected"]
+            assert attacker.pid in [p["pid"] for p in alarm["details"]["processes"]]
 
 
 def test_median_damage_across_variants_is_at_most_5() -> None:
@@ -216,28 +188,17 @@ def test_median_damage_across_variants_is_at_most_5() -> None:
 def test_without_fanotify_inotify_alone_still_detects_and_freezes(tmp_path: Path) -> None:
     """The fallback when fanotify is unavailable: no gate, writers found through /proc."""
     office = make_office(tmp_path, "\n[integrity]\nfanotify = false\n")
-    d = Daemon(office).start()
-    attacker: subprocess.Popen[bytes] | None = None
-    try:
-        wait_for(lambda: settled(office), 90, "the first backup")
+    with watching(office, gate=False) as d:
         originals = sha_tree(office.data)
-        attacker = subprocess.Popen(
-            [sys.executable, str(RANSIM), "--variant", "keep-ext", "--dir", str(office.data),
-             "--seed", "11", "--delay", "0.05", "--progress", str(tmp_path / "p.txt")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: "integrity.frozen" in kinds(office), 60, "containment")
-        time.sleep(1.0)
-        lost = damaged(originals, office.data)
-        RESULTS_FALLBACK["keep-ext at 20 files/s, inotify only"] = len(lost)
-        print(f"\ninotify only: {len(lost)} file(s) damaged before containment")
-        assert len(lost) < 100, lost  # stopped well before the tree is gone
-        assert "the open gate are on" not in d.log()
-    finally:
-        if attacker is not None and attacker.poll() is None:
-            attacker.send_signal(signal.SIGKILL)
-            attacker.wait(10)
-        d.stop()
-        office.run("unfreeze", "--kill")
+        argv = ransim(office, "keep-ext", tmp_path / "p.txt", "--seed", "11", "--delay", "0.05")
+        with attacking(argv):
+            wait_for(lambda: "integrity.frozen" in kinds(office), 60, "containment")
+            time.sleep(1.0)
+            lost = damaged(originals, office.data)
+            RESULTS_FALLBACK["keep-ext at 20 files/s, inotify only"] = len(lost)
+            print(f"\ninotify only: {len(lost)} file(s) damaged before containment")
+            assert len(lost) < 100, lost  # stopped well before the tree is gone
+            assert "the open gate are on" not in d.log()
 
 
 def test_ordinary_office_work_raises_no_alarm(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ ciphertext, a wiper, a process pacing one file a minute.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -90,6 +91,7 @@ def big_documents() -> dict[str, bytes]:
         "csv": "\n".join(f"{i},{t[:70]}" for i, t in enumerate(text * 4)).encode(),
         "jpg": jpeg(rng),
         "png": png(rng),
+        "gz": gzip.compress("\n".join(text).encode() + rng.randbytes(200_000)),
     }
 
 

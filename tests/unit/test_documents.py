@@ -188,7 +188,10 @@ def _run_ransim(variant: str, folder: Path, progress: Path, *extra: str) -> list
     return progress.read_text().splitlines()
 
 
-@pytest.mark.parametrize("variant", ransim.VARIANTS)
+WHOLE_TREE = [v for v in ransim.VARIANTS if v not in ("intermittent", "wiper", "rm-rf")]
+
+
+@pytest.mark.parametrize("variant", WHOLE_TREE)
 def test_ransim_damages_every_file(tmp_path: Path, variant: str) -> None:
     data = tmp_path / "data"
     before = make_corpus(data, n=20)
@@ -226,6 +229,38 @@ def test_ransim_damages_every_file(tmp_path: Path, variant: str) -> None:
             raw = (data / rel).read_bytes()
             assert len(raw) == 4 * ((st.st_size + 2) // 3)
             base64.b64decode(raw, validate=True)
+
+
+def test_ransim_intermittent_keeps_head_and_tail_of_large_files(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    before = make_corpus(data, n=30)
+    sizes = {rel: (data / rel).stat().st_size for rel in before}
+    originals = {rel: (data / rel).read_bytes() for rel in before}
+    _run_ransim("intermittent", data, tmp_path / "progress")
+    large = [rel for rel, n in sizes.items() if n > ransim.INTERMITTENT_MIN]
+    assert large, "the corpus has no file over 72 KB: this test proves nothing"
+    after = sha_tree(data)
+    for rel, sha in before.items():
+        raw = (data / rel).read_bytes()
+        assert len(raw) == sizes[rel]
+        if rel in large:
+            assert after[rel] != sha
+            assert raw[:4096] == originals[rel][:4096] and raw[-65536:] == originals[rel][-65536:]
+        else:
+            assert after[rel] == sha
+
+
+def test_ransim_wiper_and_rm_rf(tmp_path: Path) -> None:
+    for variant in ("wiper", "rm-rf"):
+        data = tmp_path / variant
+        before = make_corpus(data, n=20)
+        _run_ransim(variant, data, tmp_path / f"{variant}.progress")
+        left = sha_tree(data)
+        if variant == "wiper":
+            assert set(left) == {r for r in before if not r.endswith((".pdf", ".csv"))}
+            assert all(left[r] == before[r] for r in left)
+        else:
+            assert left == {} and data.is_dir()
 
 
 def test_ransim_partial_keeps_the_tail(tmp_path: Path) -> None:
