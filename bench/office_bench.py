@@ -15,7 +15,8 @@ system, an unwatched copy of the same documents. Then:
    pairs, over ``--rounds`` rounds.
 2. Open latency: ``open(O_RDONLY)`` + ``close()`` of every document, watched and unwatched
    alternately, by a child process (the gate judges other processes), ``--opens`` times
-   each; p50 and p99 in microseconds of each side.
+   each back to back and ``--opens`` times 1 ms apart (a save's rhythm: the gate thread
+   sleeps between them); p50 and p99 in microseconds of each side.
 
 Run: ``.venv/bin/python bench/office_bench.py [--docs 20] [--rounds 3] [--opens 5]
 [--workdir bench/.work-office]``; results in WORKDIR/results.json.
@@ -47,15 +48,19 @@ OPENER = """
 import os, sys, time, json
 paths = sys.argv[2:]
 rounds = int(sys.argv[1])
-out = {"watched": [], "unwatched": []}
+out = {"watched": [], "unwatched": [], "watched, 1 ms apart": [], "unwatched, 1 ms apart": []}
 half = len(paths) // 2
-for _ in range(rounds):
+for r in range(2 * rounds):
+    paced = r % 2 == 1  # a save's opens come about a millisecond apart, not back to back
     for a, b in zip(paths[:half], paths[half:]):
         for side, p in (("watched", a), ("unwatched", b)):
+            if paced:
+                time.sleep(0.001)
             t = time.perf_counter_ns()
             fd = os.open(p, os.O_RDONLY)
             os.close(fd)
-            out[side].append((time.perf_counter_ns() - t) / 1000)
+            out[side + (", 1 ms apart" if paced else "")].append(
+                (time.perf_counter_ns() - t) / 1000)
 print(json.dumps(out))
 """
 

@@ -29,8 +29,9 @@ against the original, not against the empty intermediate.
 Each file counts at most 2.0; the score is the sum over the window, so the rate of damage
 across the whole tree is what raises it. The alarm fires when the score reaches the
 threshold and then starts afresh, with its findings as the evidence. A second, long window
-per writing process (``slow_window``, hours) sums the content indicators of what that
-process wrote: an attacker pacing one file a minute is caught by its own total.
+per writing process (``slow_window``, hours) sums the indicators that alone say a file is
+ruined (``SLOW``) over what that process wrote: an attacker pacing one file a minute is
+caught by its own total.
 
 Version-control folders (``.git`` ...) are the tool's own store, judged by rule: no score.
 """
@@ -56,9 +57,13 @@ WEIGHTS = {"type_changed": 1.0, "container_broken": 1.0, "entropy_jump": 0.5,
 STATE = frozenset({"type_changed", "container_broken", "entropy_jump", "dissimilar",
                    "truncated", "deleted", "folder_deleted"})
 # what the content of a file says against it (a rename to an unknown extension counts with
-# one of these only; the slow window sums only these)
+# one of these only)
 CONTENT = frozenset({"type_changed", "container_broken", "entropy_jump", "dissimilar",
                      "encrypted_copy", "new_then_delete", "opaque_new", "ransom_note"})
+# what the long window per process sums: the indicators that alone say a file is ruined
+# (a text rewritten from scratch, "dissimilar", is an honest export often enough over hours)
+SLOW = frozenset({"type_changed", "container_broken", "encrypted_copy", "new_then_delete",
+                  "ransom_note"})
 TOOL_DIRS = frozenset({".git", ".svn", ".hg", ".bzr"})
 # the names office programs save through: Word's ~WRL0001.tmp and ~$owner files, Excel's
 # 8-hex temp names, LibreOffice's luXXXX.tmp and .~lock files, x~ of mogrify and editors
@@ -218,8 +223,7 @@ class Detector:
         for pid in f.pids:
             mine = self._slow.setdefault(pid, {})
             mine[f.key] = f
-            total = sum(_weight([i for i in x.indicators if i in CONTENT])
-                        for x in mine.values())
+            total = sum(_weight([i for i in x.indicators if i in SLOW]) for x in mine.values())
             if total >= self.threshold:
                 return sorted(mine.values(), key=lambda x: x.time)
         return []

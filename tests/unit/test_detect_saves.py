@@ -305,3 +305,21 @@ def test_one_file_a_minute_is_caught_by_the_writer_s_long_window() -> None:
                                           pid=4242)) is None
     assert verdict is not None and verdict.pids == [4242]
     assert len(verdict.findings) == 3  # the third file, 130 s after the first
+
+
+def test_a_clerk_s_csv_exports_over_a_day_are_not_a_slow_attack() -> None:
+    """One long-lived process (a PC's smbd) replacing CSV exports with new content every 20
+    minutes: each is "dissimilar" to its last version, none is ruined; the long window sums
+    only what ruins a file."""
+    det = Detector(window=120.0)
+    rng = random.Random(9)  # noqa: S311 - test data
+    for i in range(18):
+        p = f"/d/xuat/{i % 3}.csv"
+        old = "\n".join(f"{n},{' '.join(rng.choice(WORDS) for _ in range(6))}"
+                        for n in range(300)).encode()
+        new = "\n".join(f"{n},{' '.join(rng.choice(WORDS) for _ in range(6))}"
+                        for n in range(300)).encode()
+        v = det.observe(Observation(i * 1200.0, "modified", p, before=record(p, old),
+                                    after=probe(new), pid=777))
+        assert v is None
+        assert det._findings[p].indicators == ["dissimilar"]  # what the old window summed
