@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from secops.errors import OperationalError
 
 # linux/fanotify.h and linux/fcntl.h
+FAN_ACCESS = 0x00000001
 FAN_MODIFY = 0x00000002
 FAN_CLOSE_WRITE = 0x00000008
 FAN_Q_OVERFLOW = 0x00004000
@@ -55,7 +56,7 @@ FAN_MARK_IGNORED_MASK = 0x00000020
 FAN_MARK_IGNORED_SURV_MODIFY = 0x00000040
 FAN_MARK_FILESYSTEM = 0x00000100
 FAN_MARK_IGNORE = 0x00000400  # Linux 6.0: an ignore mark that may cover a folder's children
-_NAMED = FAN_CLOSE_WRITE | FAN_MODIFY
+_NAMED = FAN_CLOSE_WRITE | FAN_MODIFY | FAN_ACCESS
 FAN_ALLOW = 0x01
 FAN_DENY = 0x02
 FAN_NOFD = -1
@@ -88,7 +89,7 @@ class Event:
     __slots__ = ("_path", "fd", "kind", "pid")
 
     def __init__(self, kind: str, pid: int, path: str | None, fd: int) -> None:
-        self.kind = kind  # "open_perm" | "modify" | "close_write" | "overflow" | "fd_exhausted"
+        self.kind = kind  # open_perm, modify, access, close_write, overflow, fd_exhausted
         self.pid = pid
         self.fd = fd
         self._path = path
@@ -217,6 +218,14 @@ class Fanotify:
                          AT_FDCWD, os.fsencode(path)) < 0:
             raise mark_error(ctypes.get_errno() or errno.EIO, path)
 
+    def watch_reads(self, path: str) -> None:
+        """Report every read of the file ``path`` (an inode mark: through any name, and it
+        goes with the file when it is moved or deleted)."""
+        if self._closing:
+            raise ValueError("the fanotify group is closed")
+        if self._mark_fn(self._fd, FAN_MARK_ADD, FAN_ACCESS, AT_FDCWD, os.fsencode(path)) < 0:
+            raise mark_error(ctypes.get_errno() or errno.EIO, path)
+
     def unwatch_dir(self, path: str) -> None:
         """Stop watching ``path``; a directory that is not (or no longer) watched is fine."""
         err = self._mark(FAN_MARK_REMOVE, path)
@@ -328,6 +337,8 @@ class Fanotify:
                         on_event(Event("close_write", pid, path, fd))
                     elif mask & FAN_MODIFY:  # merged with its close: the close judges it
                         on_event(Event("modify", pid, path, fd))
+                    if mask & FAN_ACCESS:
+                        on_event(Event("access", pid, path, fd))
                     if perm:
                         allowed = on_event(Event("open_perm", pid, path, fd))
             except BaseException as e:  # answered below, re-raised after the batch

@@ -56,6 +56,7 @@ class Gate:
         self.fan = Fanotify(gate=True)
         _ignore(self.fan, self.ignore, log)
         self.dirs: dict[str, float] = {}  # marked folder -> time.monotonic() it was marked
+        self.read_marks: set[str] = set()  # files whose reads are reported (the decoys)
         self.rearms: list[float] = []
         self.failed = False  # gave up after repeated stalls: no gate, and not answering
         self.off = False  # the gate thread died of an exception: no gate, nobody waits
@@ -98,6 +99,14 @@ class Gate:
                 return
             self.fan.watch_dir(path)
             self.dirs[path] = time.monotonic()
+
+    def watch_reads(self, path: str) -> None:
+        """Report reads of the file ``path`` (a decoy); kept across a re-arm."""
+        with self._lock:
+            if self.failed or self.off:
+                return
+            self.fan.watch_reads(path)
+            self.read_marks.add(path)
 
     def marked_at(self, path: str) -> float | None:
         """When folder ``path`` was marked (time.monotonic()), None when it is not."""
@@ -177,6 +186,11 @@ class Gate:
                         break
             for path in lost:
                 self.dirs.pop(path, None)
+            for path in list(self.read_marks):
+                try:
+                    new.watch_reads(path)
+                except OSError:
+                    self.read_marks.discard(path)  # gone meanwhile
             self.fan = new
         self.pulse.beat(False)
         self._run_thread(new)

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 FRESH_S = 2.0
 CIPHER_HEAD_ENTROPY = 7.0  # bits/byte of a 4 KiB head: ciphertext reaches 7.95
+DECOY_READ_S = 60.0  # a decoy read this long before a write of ciphertext by the same pid
+OPAQUE_ENTROPY = 7.2  # as the detector's opaque_new
 State = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
 _CLAIMS_MAX = 10_000
 
@@ -63,6 +65,7 @@ class Guard:
         self._claims_lock = threading.Lock()
         self._writing: dict[tuple[int, int, int], None] = {}  # (pid, dev, ino) mid-write
         self._judged: dict[State, None] = {}  # file states the gate judged (insertion order)
+        self._canary_readers: dict[int, float] = {}  # pid -> when it last read a decoy
         self._quiet_full = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -235,7 +238,12 @@ class Guard:
             if linked is None:
                 return True
             ev = Event(ev.kind, ev.pid, linked, ev.fd)
-        if ev.kind == "modify" and ev.path:
+        if ev.kind == "access":
+            if ev.path in self.m.canaries:  # a decoy read: who, and when
+                if len(self._canary_readers) >= _CLAIMS_MAX:
+                    self._canary_readers.clear()
+                self._canary_readers[ev.pid] = time.monotonic()
+        elif ev.kind == "modify" and ev.path:
             self._first_write(ev.fd, ev.path, ev.pid)
         elif ev.kind == "close_write" and ev.path:
             writer = _writer(ev.fd, ev.pid)
@@ -363,6 +371,29 @@ class Guard:
         self._observe(Observation(now, "modified", path, before=before, pid=pid,
                                   after=Probe(ftype, True, round(ent, 3), b"")))
 
+    def _took_a_decoy(self, pid: int, probe: Probe) -> bool:
+        """``pid`` read a decoy a moment ago and now writes a new file that reads as
+        ciphertext: the decoy's content, taken and encrypted elsewhere (a copy that ``cp`` or
+        ``zip`` makes is a document or an archive, not opaque)."""
+        read = self._canary_readers.get(pid)
+        return read is not None and time.monotonic() - read <= DECOY_READ_S and \
+            probe.ftype == "binary" and probe.entropy >= OPAQUE_ENTROPY
+
+    def watch_canary_reads(self, paths: list[str]) -> None:
+        """Reads of each decoy are reported to the gate (an inode mark per decoy)."""
+        gate = self.gate
+        if gate is None:
+            return
+        for path in paths:
+            if path in gate.read_marks:
+                continue
+            try:
+                gate.watch_reads(path)
+            except (OSError, ValueError) as e:
+                if getattr(e, "errno", None) == errno.ENOSPC:
+                    self.m.log("WARNING", "fanotify: out of marks for the decoys' reads")
+                    return
+
     def _observe(self, obs: Observation) -> None:
         verdict = self.m.detector.observe(obs, self.m.in_maintenance)
         if verdict is not None:
@@ -405,7 +436,8 @@ class Guard:
             except OSError:
                 return
             obs = Observation(now, "modified" if before else "added", path, before=before,
-                              after=probe, pid=pid, text_sample=sample)
+                              after=probe, pid=pid, text_sample=sample,
+                              canary=before is None and self._took_a_decoy(pid, probe))
             m.fan_seen[path] = now
             if len(m.fan_seen) > 50_000:
                 m.fan_seen.clear()

@@ -492,6 +492,7 @@ class Monitor:
         canaries, altered = place(self.cfg.paths.watch, self.cfg.integrity.canary_depth,
                                   self.cfg.paths.exclude, self.baseline)
         self.canaries = decoys.load(self.baseline)
+        self.guard.watch_canary_reads(list(self.canaries))
         if altered:
             self._on_verdict(Verdict(10.0, [], time.time(), True), altered, None)
         return len(canaries)
@@ -540,6 +541,7 @@ class Monitor:
     def _start_fanotify(self) -> None:
         if self.guard.start():
             self.mode = "fanotify"
+            self.guard.watch_canary_reads(list(self.canaries))
             self.log("INFO", "fanotify: writer pids and the open gate are on")
 
     def _mark_tree(self, top: str) -> None:

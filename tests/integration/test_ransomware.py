@@ -245,3 +245,44 @@ paths = ["danh-sach-cu-tri/", "ket-qua/"]
         assert change["diff"].count("\n+") >= 3, change["diff"]
     finally:
         d.stop()
+
+
+TAKE_AND_ENCRYPT = """
+import os, sys
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+src, dest = sys.argv[1], sys.argv[2]
+data = open(src, "rb").read()
+enc = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16))).encryptor()
+with open(dest, "wb") as f:
+    f.write(enc.update(data) + enc.finalize())
+    f.flush()
+    os.fsync(f.fileno())
+print("written", flush=True)
+sys.stdin.read()  # stays, so that the test sees whether it was stopped
+"""
+
+
+@pytest.mark.parametrize("taken", ["decoy", "document"])
+def test_a_decoy_read_and_written_elsewhere_as_ciphertext_is_a_touch(taken: str, office: Office,
+                                                                     daemon: Daemon) -> None:
+    """Read a decoy, write its ciphertext to a new file elsewhere in the tree: the decoy's
+    own file never changes, and it is still an alarm at once. The twin takes an ordinary
+    document the same way: one opaque new file (0.5) is no alarm."""
+    src = (next(office.data.glob("ho-so-ung-vien/0000-*secops-canary*.docx")) if taken == "decoy"
+           else documents(office.data, "ho-so-ung-vien/ung-vien-*.docx")[0])
+    dest = office.data / "bien-ban" / "bao-cao-tong-hop.docx"
+    proc = subprocess.Popen([sys.executable, "-c", TAKE_AND_ENCRYPT, str(src), str(dest)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"written\n"
+        if taken == "decoy":
+            wait_for(lambda: "canary.touched" in kinds(office), 60, "the decoy's alarm")
+            wait_for(lambda: proc_state(proc.pid) == "T", 30, "the taker stopped")
+        else:
+            wait_for(lambda: settled(office), 90, "the backup of the new file")
+            assert "canary.touched" not in kinds(office)
+            assert "ransomware.suspected" not in kinds(office)
+            assert proc_state(proc.pid) != "T"
+    finally:
+        proc.kill()
+        proc.wait(30)
