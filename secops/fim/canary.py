@@ -1,8 +1,10 @@
 """Canary (decoy) files: real documents secops places in each watched folder and its first
 subfolders, named to sort first and last, that no legitimate user opens for writing.
 
-A canary is *its file*, not its name: a write to it, or a rename of it to another name, is
-``canary.touched``, an alarm at once. A copy that ``cp -r``, ``zip``/``unzip`` or a person's
+A canary is *its file*, not its name: a write to it, a rename of it to another name, or a
+read of it by a process that then writes ciphertext to a new file in the tree (its content
+taken and encrypted elsewhere; the gate reports the decoys' reads), is ``canary.touched``,
+an alarm at once. A copy that ``cp -r``, ``zip``/``unzip`` or a person's
 copy of a folder carries along is a new file with the same name and is nothing (only the
 recorded paths are canaries); a folder moved with its canaries keeps them (same name, same
 content: the record follows); one deleted counts as any deleted file does, and is placed
