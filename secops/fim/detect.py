@@ -167,7 +167,7 @@ class Detector:
         self._lock = threading.Lock()
 
     def observe(self, obs: Observation, maintenance: bool = False) -> Verdict | None:
-        if not obs.canary and _in_tool_dir(obs.path):
+        if not obs.canary and in_tool_dir(obs.path):
             return None
         with self._lock:
             self._expire(obs.time)
@@ -353,7 +353,7 @@ def _note_text(sample: bytes) -> bool:
     return sum(1 for w in NOTE_WORDS if w in low) >= 2
 
 
-def _in_tool_dir(path: str) -> bool:
+def in_tool_dir(path: str) -> bool:
     return any(part in TOOL_DIRS for part in path.split("/"))
 
 

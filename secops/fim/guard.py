@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from secops.fim import procid
 from secops.fim.canary import intact_fd, is_canary
 from secops.fim.denylist import DenyList
-from secops.fim.detect import TEXTUAL, Observation, Verdict
+from secops.fim.detect import TEXTUAL, Observation, Verdict, in_tool_dir
 from secops.fim.dirwatch import DirWatch
 from secops.fim.fanotify import Event, FanotifyUnavailable
 from secops.fim.gate import Gate, Sentry
@@ -371,13 +371,15 @@ class Guard:
         self._observe(Observation(now, "modified", path, before=before, pid=pid,
                                   after=Probe(ftype, True, round(ent, 3), b"")))
 
-    def _took_a_decoy(self, pid: int, probe: Probe) -> bool:
+    def _took_a_decoy(self, pid: int, path: str, probe: Probe) -> bool:
         """``pid`` read a decoy a moment ago and now writes a new file that reads as
         ciphertext: the decoy's content, taken and encrypted elsewhere (a copy that ``cp`` or
-        ``zip`` makes is a document or an archive, not opaque)."""
+        ``zip`` makes is a document or an archive, not opaque; ``git add`` reads every file
+        and writes zlib objects into its own store, judged by rule)."""
         read = self._canary_readers.get(pid)
         return read is not None and time.monotonic() - read <= DECOY_READ_S and \
-            probe.ftype == "binary" and probe.entropy >= OPAQUE_ENTROPY
+            probe.ftype == "binary" and probe.entropy >= OPAQUE_ENTROPY and \
+            not in_tool_dir(path)
 
     def watch_canary_reads(self, paths: list[str]) -> None:
         """Reads of each decoy are reported to the gate (an inode mark per decoy)."""
@@ -437,7 +439,7 @@ class Guard:
                 return
             obs = Observation(now, "modified" if before else "added", path, before=before,
                               after=probe, pid=pid, text_sample=sample,
-                              canary=before is None and self._took_a_decoy(pid, probe))
+                              canary=before is None and self._took_a_decoy(pid, path, probe))
             m.fan_seen[path] = now
             if len(m.fan_seen) > 50_000:
                 m.fan_seen.clear()
