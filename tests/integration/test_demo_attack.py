@@ -64,7 +64,10 @@ def test_demo_tour_contains_the_attack_and_restores_every_file(tmp_path: Path) -
         assert "detection: inotify only" in out, out
     assert "read-only for everyone now, root included" in out
     assert re.search(r"\d+ files? restored, all verified", out), out
-    _the_report_matches_the_state(config, tmp_path)
+    # a decoy may be the attacker's first file: caught before any document was damaged,
+    # and then there is nothing to restore from the snapshot (the decoy is put back)
+    restored = "nothing to restore from the snapshot" not in out
+    _the_report_matches_the_state(config, tmp_path, restored=restored)
 
     # nothing outlives the tour: no immutable path, no daemon, no attacker
     data = tmp_path / "bau-cu"
@@ -88,7 +91,7 @@ def _secops(config: Path, home: Path, *args: str) -> subprocess.CompletedProcess
                           check=False)
 
 
-def _the_report_matches_the_state(config: Path, home: Path) -> None:
+def _the_report_matches_the_state(config: Path, home: Path, *, restored: bool) -> None:
     """The tour's bundle, read as the police read it: every local snapshot id it names
     exists; the in-place restore is §8.1's; the excerpt holds the tour's own backups,
     drills and restore; the personal-data judgement is the same in English."""
@@ -106,11 +109,14 @@ def _the_report_matches_the_state(config: Path, home: Path) -> None:
     assert named and all(any(e.startswith(n) for e in existing) for n in named), \
         (named, existing)
     restores = doc["recovery"]["restores"]
-    assert [r["in_place"] for r in restores] == [True] and restores[0]["safety_snapshot"]
+    if restored:
+        assert [r["in_place"] for r in restores] == [True] and restores[0]["safety_snapshot"]
+    else:
+        assert restores == [], restores
     kinds = {json.loads(line)["kind"] for line in
              (top / "audit" / "audit-excerpt.jsonl").read_text(encoding="utf-8").splitlines()}
-    assert {"backup.completed", "drill.completed", "restore.completed",
-            "incident.opened"} <= kinds, kinds
+    assert {"backup.completed", "drill.completed", "incident.opened"} <= kinds, kinds
+    assert ("restore.completed" in kinds) is restored, kinds
     english = _secops(config, home, "report", "incident", doc["incident"]["id"], "--lang", "en",
                       "--json")
     assert english.returncode == 0, english.stderr
