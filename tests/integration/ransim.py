@@ -188,22 +188,31 @@ def open_all_then_write(targets: Sequence[Path], attacker: Attacker, report: Pro
             failed += 1
     done = 0
     for path, f in opened:
-        rel = path.relative_to(attacker.root).as_posix()
-        try:
+
+        def write(_: Path, f: BinaryIO = f) -> None:
             data = f.read()
             f.seek(0)
             f.write(attacker.cipher().update(data))
             f.flush()
-        except OSError as e:
-            failed += 1
-            report.line(f"failed {rel} {errno.errorcode.get(e.errno or 0, 'EUNKNOWN')}")
-        else:
-            done += 1
-            report.line(f"done {rel}")
+
+        ok = damage_one(path, attacker.root, write, report)
+        done, failed = done + ok, failed + (not ok)
     for _, f in opened:
         with contextlib.suppress(OSError):
             f.close()
     return done, failed
+
+
+def damage_one(path: Path, root: Path, damage: Callable[[Path], None], report: Progress) -> bool:
+    """Damage one file and report it: ``done REL``, or ``failed REL ERRNO`` (and go on)."""
+    rel = path.relative_to(root).as_posix()
+    try:
+        damage(path)
+    except OSError as e:
+        report.line(f"failed {rel} {errno.errorcode.get(e.errno or 0, 'EUNKNOWN')}")
+        return False
+    report.line(f"done {rel}")
+    return True
 
 
 def become_rm(root: Path, report: Progress) -> None:
@@ -282,15 +291,8 @@ def attack(root: Path, variant: str, *, seed: int = 0, delay: float | None = Non
         for i, path in enumerate(targets):
             if i and pause > 0:
                 time.sleep(pause)
-            rel = path.relative_to(root).as_posix()
-            try:
-                attacker.damage(path)
-            except OSError as e:
-                failed += 1
-                report.line(f"failed {rel} {errno.errorcode.get(e.errno or 0, 'EUNKNOWN')}")
-            else:
-                done += 1
-                report.line(f"done {rel}")
+            ok = damage_one(path, root, attacker.damage, report)
+            done, failed = done + ok, failed + (not ok)
         report.line("finished")
     finally:
         report.close()

@@ -10,9 +10,7 @@ ciphertext, a wiper, a process pacing one file a minute.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import os
 import random
 import zipfile
 from pathlib import Path
@@ -20,32 +18,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from integration.fimdata import encrypt, probe, record
 from secops.demo.documents import docx_bytes, pdf_bytes, xlsx_bytes
-from secops.fim.baseline import Record
 from secops.fim.detect import Detector, Observation
-from secops.fim.probe import Probe, probe_bytes, probe_path
+from secops.fim.probe import probe_path
 
 _TEXT = ("cử tri danh sách bầu cử xã phường ủy ban nhân dân biên bản kiểm phiếu đại biểu Hội "
          "đồng thôn tổ bầu cử số phiếu hợp lệ")
 WORDS = _TEXT.split()
-
-
-def probe(data: bytes) -> Probe:
-    return probe_bytes(data[:256 * 1024], data[-65536:], len(data),
-                       lambda off, n: data[off:off + n])
-
-
-def record(path: str, data: bytes, inode: int = 1) -> Record:
-    p = probe(data)
-    return Record(path, len(data), 1, 1, inode, 0o100644, 0, 0,
-                  hashlib.sha256(data).hexdigest(), p.ftype, p.parses, p.entropy, p.fp)
-
-
-def encrypt(data: bytes) -> bytes:
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-    enc = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16))).encryptor()
-    return enc.update(data) + enc.finalize()
 
 
 def intermittent(data: bytes) -> bytes:

@@ -18,11 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from integration.fimdata import encrypt, probe, record
 from secops.demo.documents import docx_bytes, pdf_bytes, xlsx_bytes
 from secops.fim import contain
 from secops.fim.baseline import Baseline, Record
 from secops.fim.detect import Detector, Observation, changed_indicators
-from secops.fim.probe import Probe, file_type, probe_bytes, similarity
+from secops.fim.probe import file_type, similarity
 from secops.fim.rules import build_rules, parse_window, violated
 from secops.fim.scan import classify, fim_excludes, measure
 from secops.fim.scan import run as run_scan
@@ -43,25 +44,6 @@ def sheet_rows(n: int) -> list[list[str | int]]:
     rows: list[list[str | int]] = [["STT", "Họ và tên"]]
     rows += [[i, f"Trần Thị {i}"] for i in range(n)]
     return rows
-
-
-def probe(data: bytes) -> Probe:
-    return probe_bytes(data, data[-65536:], len(data), lambda off, n: data[off:off + n])
-
-
-def record(path: str, data: bytes, inode: int = 1) -> Record:
-    p = probe(data)
-    import hashlib
-
-    return Record(path, len(data), 1, 1, inode, 0o100644, 0, 0,
-                  hashlib.sha256(data).hexdigest(), p.ftype, p.parses, p.entropy, p.fp)
-
-
-def encrypt(data: bytes) -> bytes:
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-    enc = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16))).encryptor()
-    return enc.update(data) + enc.finalize()
 
 
 DOCS = {
