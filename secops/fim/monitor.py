@@ -486,20 +486,21 @@ class Monitor:
         decoys.save(self.baseline, self.canaries)
         self._observe(Observation(now, "deleted", path, folder_gone=_folder_gone(path)))
 
-    def _place_canaries(self) -> int:
+    def _place_canaries(self, alarm: bool = True) -> int:
         """Place the missing decoys (again, after a deletion); one found altered is an
-        alarm. Returns how many there are."""
+        alarm at start (a rescan's alarm would repeat the one its events raised, and after
+        an unfreeze freeze the tree again). Returns how many there are."""
         canaries, altered = place(self.cfg.paths.watch, self.cfg.integrity.canary_depth,
                                   self.cfg.paths.exclude, self.baseline)
         self.canaries = decoys.load(self.baseline)
         self.guard.watch_canary_reads(list(self.canaries))
-        if altered:
+        if altered and alarm:
             self._on_verdict(Verdict(10.0, [], time.time(), True), altered, None)
         return len(canaries)
 
     def _rescan(self, mode: str) -> None:
         if self.cfg.integrity.canaries and self.freeze_id is None:
-            self._place_canaries()
+            self._place_canaries(alarm=False)
         report = run_scan(self.cfg.paths.watch, self.excludes, self.baseline, mode)
         for path in report.unreadable:
             self.log("WARNING", f"integrity {mode}: unreadable: {path}")
