@@ -138,14 +138,7 @@ def intact_fd(fd: int, want: str) -> bool:
 def check_canaries(baseline: Baseline) -> tuple[list[str], list[str]]:
     """(all canaries, those changed or gone since secops placed them)."""
     expected = load(baseline)
-    touched = []
-    for path, want in sorted(expected.items()):
-        try:
-            if os.path.islink(path) or \
-                    hashlib.sha256(Path(path).read_bytes()).hexdigest() != want:
-                touched.append(path)
-        except OSError:
-            touched.append(path)
+    touched = [path for path, want in sorted(expected.items()) if not intact(path, want)]
     return sorted(expected), touched
 
 

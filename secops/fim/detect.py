@@ -83,6 +83,7 @@ NOTE_NAME = re.compile(
 NOTE_WORDS = (b"bitcoin", b"decrypt", b"encrypted", b"ransom", b".onion", b"wallet",
               b"tor browser", b"your files", b"btc", b"monero")
 _MEMORY_MAX = 100_000
+SWEEP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class Detector:
         self._origins: dict[str, tuple[float, Record]] = {}   # key -> last good version
         self._vacated: dict[str, tuple[float, str, Record]] = {}  # path -> (t, key, version)
         self._slow: dict[int, dict[str, Finding]] = {}        # pid -> its findings
+        self._swept = float("-inf")
         self._lock = threading.Lock()
 
     def observe(self, obs: Observation, maintenance: bool = False) -> Verdict | None:
@@ -260,6 +262,9 @@ class Detector:
         old = [k for k, f in self._findings.items() if now - f.time > self.window]
         for k in old:
             del self._findings[k]
+        if abs(now - self._swept) < SWEEP_S:
+            return  # the long-lived memories: swept once a second, not at every observation
+        self._swept = now
         for pid in list(self._slow):
             mine = self._slow[pid]
             for k in [k for k, f in mine.items() if now - f.time > self.slow_window]:
