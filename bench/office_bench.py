@@ -8,26 +8,32 @@ One office (the detection tests' corpus of 300 real documents, ``secops init``, 
 running as root with fanotify, first backup settled) and, beside it on the same file
 system, an unwatched copy of the same documents. Then:
 
-1. LibreOffice (headless, UNO, one soffice for the whole run) opens and saves (``store()``,
-   a clerk's Ctrl+S: temp file, rename over the original) each of ``--docs`` .docx and
-   .xlsx documents, alternating watched and unwatched copies of the same document; only
-   ``store()`` is timed. The ratio is taken pair by pair (watched / unwatched), median over
-   pairs, over ``--rounds`` rounds.
+1. LibreOffice (headless, UNO, one soffice per round) opens and saves (``store()``, a
+   clerk's Ctrl+S: temp file, rename over the original) each of ``--docs`` .docx and .xlsx
+   documents in three copies: watched, unwatched, and a second unwatched one (the control:
+   what the method itself reads as a difference, an A/A test). The three copies of a
+   document are saved one after another, in an order that turns with each document and
+   round; ``--pause`` seconds between load and store and after the close; only ``store()``
+   is timed. Ratios document by document (watched / unwatched, control / unwatched): their
+   geometric mean with a 95% bootstrap interval, over ``--rounds`` rounds, and the excess
+   of the watched ratio over the control's.
 2. Open latency: ``open(O_RDONLY)`` + ``close()`` of every document, watched and unwatched
    alternately, by a child process (the gate judges other processes), ``--opens`` times
    each back to back and ``--opens`` times 1 ms apart (a save's rhythm: the gate thread
    sleeps between them); p50 and p99 in microseconds of each side.
 
 Run: ``.venv/bin/python bench/office_bench.py [--docs 20] [--rounds 3] [--opens 5]
-[--workdir bench/.work-office]``; results in WORKDIR/results.json.
+[--pause 0.2] [--defer-backups] [--workdir bench/.work-office]``; results in WORKDIR/results.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -43,7 +49,10 @@ from integration.daemon import Daemon, wait_for  # noqa: E402
 from integration.detection import FAST, make_office, settled  # noqa: E402
 
 LO_SAVE = PROJECT / "tests" / "integration" / "lo_save.py"
-SECONDS: dict[str, list[float]] = {"watched": [], "unwatched": []}  # each store()
+SIDES = ("watched", "unwatched", "control")  # control: a second unwatched copy (A/A)
+SECONDS: dict[str, list[float]] = {side: [] for side in SIDES}  # each store()
+RATIOS: dict[str, list[float]] = {"watched": [], "control": [], "docx watched": [],
+                                  "xlsx watched": []}  # each x / unwatched, per document
 OPENER = """
 import os, sys, time, json
 paths = sys.argv[2:]
@@ -70,16 +79,53 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def lo_pairs(watched: list[Path], unwatched: list[Path], profile: Path) -> list[float]:
-    interleaved = [p for pair in zip(watched, unwatched, strict=True) for p in pair]
+def geomean(values: list[float]) -> float:
+    return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
+def interval(values: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the geometric mean (fixed seed: reproducible)."""
+    rng = random.Random(14)  # noqa: S311 (resampling, not secrets)
+    means = sorted(geomean(rng.choices(values, k=len(values))) for _ in range(rounds))
+    return means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
+
+
+def summary(values: list[float]) -> dict[str, object]:
+    low, high = interval(values)
+    return {"n": len(values), "geomean": round(geomean(values), 4),
+            "ci95": [round(low, 4), round(high, 4)], "median": round(statistics.median(values), 4)}
+
+
+def lo_round(copies: dict[str, list[Path]], profile: Path, round_no: int,
+             pause_s: float) -> None:
+    """One soffice saves every document in its three copies; the order of the three turns
+    with each document and round, so no side is always first after a load."""
+    order: list[tuple[str, Path]] = []
+    for i in range(len(copies["watched"])):
+        turn = (i + round_no) % len(SIDES)
+        order += [(side, copies[side][i]) for side in SIDES[turn:] + SIDES[:turn]]
     done = subprocess.run(["/usr/bin/python3", str(LO_SAVE), "--profile", str(profile),
-                           "--times", *map(str, interleaved)],
-                          capture_output=True, text=True, timeout=1800, check=True)
+                           "--times", "--pause", str(pause_s), *(str(p) for _, p in order)],
+                          capture_output=True, text=True, timeout=3600, check=True)
     times = [json.loads(line)["store_s"] for line in done.stdout.splitlines()
              if line.startswith("{")]
-    SECONDS["watched"] += times[0::2]
-    SECONDS["unwatched"] += times[1::2]
-    return [times[i] / times[i + 1] for i in range(0, len(times) - 1, 2)]
+    assert len(times) == len(order), done.stdout[-2000:]
+    for start in range(0, len(order), len(SIDES)):
+        took = {side: times[start + k] for k, (side, _) in
+                enumerate(order[start:start + len(SIDES)])}
+        for side in SIDES:
+            SECONDS[side].append(took[side])
+        kind = order[start][1].suffix.lstrip(".")
+        RATIOS["watched"].append(took["watched"] / took["unwatched"])
+        RATIOS["control"].append(took["control"] / took["unwatched"])
+        RATIOS[f"{kind} watched"].append(took["watched"] / took["unwatched"])
+
+
+def daemon_cpu_s(d: Daemon) -> float:
+    """The daemon's CPU seconds so far (user + system, all its threads)."""
+    assert d.proc is not None
+    fields = Path(f"/proc/{d.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--opens", type=int, default=5)
+    ap.add_argument("--pause", type=float, default=0.2,
+                    help="seconds between a document's load and its store, and after its "
+                    "close: each save meets a daemon that has settled, as a clerk's does")
     ap.add_argument("--workdir", type=Path, default=PROJECT / "bench" / ".work-office")
     ap.add_argument("--defer-backups", action="store_true",
                     help="back up only an hour after a change: the gate and the detector "
@@ -98,24 +147,26 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     office = make_office(work / "office", backup_extra="debounce_seconds = 3600\n"
                          "max_delay_seconds = 7200" if args.defer_backups else FAST)
-    shadow = work / "unwatched"
+    shadow, control = work / "unwatched", work / "control"
     shutil.copytree(office.data, shadow)
+    shutil.copytree(office.data, control)
     half = args.docs // 2
     rel = [p.relative_to(office.data) for p in
            sorted(office.data.glob("ho-so-ung-vien/ung-vien-*.docx"))[:half] +
            sorted(office.data.glob("ket-qua/ket-qua-to-*.xlsx"))[:args.docs - half]]
-    watched = [office.data / r for r in rel]
-    unwatched = [shadow / r for r in rel]
+    copies = {"watched": [office.data / r for r in rel],
+              "unwatched": [shadow / r for r in rel], "control": [control / r for r in rel]}
     d = Daemon(office).start()
     try:
         wait_for(lambda: "the open gate are on" in d.log(), 120, "the gate")
         if not args.defer_backups:
             wait_for(lambda: settled(office), 180, "the first backup")
-        ratios: list[float] = []
+        cpu0 = daemon_cpu_s(d)
         for r in range(args.rounds):
-            ratios += lo_pairs(watched, unwatched, work / "lo-profile")
-            print(f"round {r + 1}: median ratio so far {statistics.median(ratios):.3f}",
-                  flush=True)
+            lo_round(copies, work / "lo-profile", r, args.pause)
+            print(f"round {r + 1}: watched/unwatched {geomean(RATIOS['watched']):.3f}, "
+                  f"control/unwatched {geomean(RATIOS['control']):.3f}", flush=True)
+        cpu_ms = 1000 * (daemon_cpu_s(d) - cpu0) / len(RATIOS["watched"])
         docs = sorted(p for p in office.data.rglob("*") if p.is_file() and
                       "secops-canary" not in p.name)
         twins = [shadow / p.relative_to(office.data) for p in docs]
@@ -130,10 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                     "load": os.getloadavg()},
-        "libreoffice_store": {"pairs": len(ratios), "median_ratio": statistics.median(ratios),
-                              "p10": percentile(ratios, 0.1), "p90": percentile(ratios, 0.9),
-                              "median_ms": {k: 1000 * statistics.median(v)
-                                            for k, v in SECONDS.items()}},
+        "libreoffice_store": {
+            "ratios": {k: summary(v) for k, v in RATIOS.items() if v},
+            "excess_over_control": round(geomean(RATIOS["watched"]) /
+                                         geomean(RATIOS["control"]), 4),
+            "ms": {k: {"p25": round(1000 * percentile(v, 0.25), 2),
+                       "median": round(1000 * statistics.median(v), 2)}
+                   for k, v in SECONDS.items()},
+            "pause_s": args.pause,
+            "daemon_cpu_ms_per_document": round(cpu_ms, 2)},
         "open_us": {side: {"n": len(v), "p50": percentile(v, 0.5), "p99": percentile(v, 0.99)}
                     for side, v in lat.items()},
         "alarms": len(alarms),

@@ -51,6 +51,9 @@ def main() -> int:
     parser.add_argument("--edit", default="", help="text appended to a Writer document")
     parser.add_argument("--times", action="store_true",
                         help="print each store()'s seconds (JSON lines), for bench/")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds to wait after opening a file and after closing it: a "
+                        "clerk edits before saving, and saves now and then (for bench/)")
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args()
     pipe = f"secops-test-{os.getpid()}"
@@ -70,10 +73,12 @@ def main() -> int:
             if args.edit and hasattr(doc, "getText"):
                 text = doc.getText()
                 text.insertString(text.getEnd(), args.edit, False)
+            time.sleep(args.pause)
             start = time.perf_counter()
             doc.store()
             took = time.perf_counter() - start
             doc.close(True)
+            time.sleep(args.pause)
             print(json.dumps({"path": str(path), "store_s": took}) if args.times
                   else f"saved {path}", flush=True)
         with contextlib.suppress(Exception):  # the bridge goes away with soffice: expected
