@@ -74,16 +74,24 @@ def classify(returncode: int, stderr: str) -> Failure:
 _NOISE = re.compile(r"^(\s*$|Load\(|repository [0-9a-f]+ opened|created restic repository|"
                     r"Please note that knowledge of your password|"
                     r"Losing your password means|the `unlock` command can be used|"
-                    r"using parent snapshot|scan finished|no parent snapshot found)", re.I)
+                    r"using parent snapshot|scan finished|no parent snapshot found|"
+                    r"\[\d+:\d+(:\d+)?\] )", re.I)  # a progress line
 
 
 _TRACE = re.compile(r"^(\s+\S+\.go:\d+|github\.com/|golang\.org/|main\.|runtime\.|"
                     r"\S+ returned error, retrying after)")
 
 
+# terminal control: escape sequences (restic's progress clears its line with ESC [2K) and the
+# other control characters; a carriage return ends a line as a newline does
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def essential_lines(stderr: str, limit: int = 4) -> str:
-    """The lines of stderr worth showing a person: the ``Fatal:`` line first."""
-    text = re.sub(r"(?<=\S)(Fatal: )", r"\n\1", stderr)  # restic may glue "Fatal:" on
+    """The lines of stderr worth showing a person: the ``Fatal:`` line first, as plain text
+    (no terminal control reaches a log, an alert, ``secops status`` or a report)."""
+    text = _CONTROL.sub("", stderr.replace("\r", "\n"))
+    text = re.sub(r"(?<=\S)(Fatal: )", r"\n\1", text)  # restic may glue "Fatal:" on
     lines = [ln.strip() for ln in text.splitlines()
              if not _NOISE.match(ln) and not _TRACE.match(ln)]
     fatal = [ln for ln in lines if ln.startswith("Fatal:")]

@@ -41,6 +41,14 @@ if TYPE_CHECKING:
 
 Log = Callable[[str, str], None]  # level, message
 POLL_S = 0.2  # the loop's longest sleep; this process's own events wake it at once
+# A burst of changes (a program's save: lock file, temp file, rename, attributes) is taken
+# in one go once it has been quiet this long, or after the longest wait: recording each
+# change as it came made the daemon write state.db in the middle of the program's own writes
+# and fsync (bench/office_bench.py: a LibreOffice save 1.22x unwatched, 1.13x gathered).
+# Nothing waits on it: a backup is due a debounce (seconds) after the change at the earliest,
+# and a change not yet recorded at a crash is found by the start-up rescan.
+GATHER_QUIET_S = 0.05
+GATHER_MAX_S = 0.25
 
 
 class Service:
@@ -350,9 +358,18 @@ class Service:
         except queue.Empty:
             return
         batch = [first]
-        while len(batch) < 100_000:
+        until = time.monotonic() + GATHER_MAX_S  # a real wait on the queue, not the clock
+        while len(batch) < 100_000 and batch[-1].kind not in ("job", "rescan"):
             try:
                 batch.append(self.events.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            wait = min(GATHER_QUIET_S, until - time.monotonic())
+            if wait <= 0:
+                break
+            try:
+                batch.append(self.events.get(timeout=wait))
             except queue.Empty:
                 break
         for change in batch:

@@ -101,6 +101,17 @@ def test_newer_restic_exit_codes_win() -> None:
     assert classify(1, "something odd") is Failure.UNKNOWN
 
 
+def test_essential_lines_carry_no_terminal_control() -> None:
+    """restic's progress clears its line (ESC [2K) and returns the carriage: none of that
+    reaches last_error, a log or an alert (issue 15)."""
+    stderr = ("\x1b[2K[0:01] 10 files 1.2 MiB\r\x1b[2K\x1b[1A\x07Fatal: unable to open "
+              "config file: Stat: connection refused\x00\n")
+    shown = essential_lines(stderr)
+    assert shown == "Fatal: unable to open config file: Stat: connection refused"
+    assert all(ch.isprintable() for ch in shown)
+    assert essential_lines("Fatal: plain\n") == "Fatal: plain"  # the twin: nothing to strip
+
+
 def test_essential_lines_finds_glued_fatal_and_drops_traces() -> None:
     _, stderr = load("sftp_server_down_during_backup")
     text = essential_lines(stderr)

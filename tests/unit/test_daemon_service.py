@@ -1,15 +1,19 @@
-"""The daemon's handling of finished scheduled jobs: failures become alerts."""
+"""The daemon loop: finished jobs become alerts; a burst of changes is drained in one go."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from secops.config.loader import parse_config
+from secops.daemon import service as service_mod
 from secops.daemon.jobs import Done, Job
 from secops.daemon.service import Service
+from secops.watch.observer import Change
 
 
 @pytest.fixture
@@ -54,3 +58,61 @@ def test_failed_retention_raises_an_alert(service: Service) -> None:
     service._handle(Done(Job("retention", lambda: None),
                          result=[{"target": "local", "ok": False, "error": "locked"}]))
     assert kinds(service) == ["backup.retention_failed"]
+
+
+# -- the loop takes a burst of changes in one go ---------------------------------------------
+
+def feed(service: Service, paths: list[str], every_s: float) -> threading.Thread:
+    def run() -> None:
+        for p in paths:
+            service.events.put(Change(p, "modified"))
+            time.sleep(every_s)
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_a_save_s_burst_of_changes_is_recorded_once_it_is_quiet(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program's save is a burst (lock file, temp file, rename, attributes): recorded in
+    one go once quiet, not a state.db write in the middle of each of the save's own writes
+    (bench/office_bench.py). Before: the first drain took the first change alone."""
+    monkeypatch.setattr(service_mod, "GATHER_QUIET_S", 3.0)  # generous: a loaded machine
+    monkeypatch.setattr(service_mod, "GATHER_MAX_S", 60.0)
+    paths = [f"/d/f{i}.docx" for i in range(6)]
+    writer = feed(service, paths, every_s=0.01)  # 10 ms apart: well within the quiet time
+    service._drain(timeout=30)
+    writer.join()
+    assert service.db.pending_count() == len(paths)
+    assert service.events.empty()
+
+
+def test_a_burst_that_never_goes_quiet_is_recorded_within_the_longest_wait(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The twin: an endless stream (an attack, a copy of thousands of files) is recorded
+    batch by batch, GATHER_MAX_S at most after each batch's first change."""
+    monkeypatch.setattr(service_mod, "GATHER_QUIET_S", 30.0)  # never quiet enough
+    monkeypatch.setattr(service_mod, "GATHER_MAX_S", 0.5)
+    paths = [f"/d/g{i}.csv" for i in range(400)]  # 4 s of changes, 10 ms apart
+    writer = feed(service, paths, every_s=0.01)
+    service._drain(timeout=30)
+    first = service.db.pending_count()
+    writer.join()
+    assert 0 < first < len(paths)
+    while not service.events.empty():
+        service._drain(timeout=0)
+    assert service.db.pending_count() == len(paths)  # nothing lost between batches
+
+
+def test_a_job_s_end_is_not_held_back(service: Service) -> None:
+    """The end of a worker job wakes the loop at once: the drain returns with it, and a
+    change that comes a second later is the next drain's."""
+    service.events.put(Change("", "job"))
+    writer = threading.Timer(1.0, lambda: service.events.put(Change("/d/late.odt",
+                                                                      "modified")))
+    writer.start()
+    service._drain(timeout=30)
+    assert service.db.pending_count() == 0
+    writer.join()
+    service._drain(timeout=30)
+    assert service.db.pending_count() == 1
