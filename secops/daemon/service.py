@@ -357,11 +357,13 @@ class Service:
                 self.events.get_nowait()
         except queue.Empty:
             return
-        batch = [first]
+        batch: list[Change] = []
+        take = self._taker(batch)
+        take(first)
         until = time.monotonic() + GATHER_MAX_S  # a real wait on the queue, not the clock
         while len(batch) < 100_000 and batch[-1].kind not in ("job", "rescan"):
             try:
-                batch.append(self.events.get_nowait())
+                take(self.events.get_nowait())
                 continue
             except queue.Empty:
                 pass
@@ -369,7 +371,7 @@ class Service:
             if wait <= 0:
                 break
             try:
-                batch.append(self.events.get(timeout=wait))
+                take(self.events.get(timeout=wait))
             except queue.Empty:
                 break
         for change in batch:
@@ -377,8 +379,6 @@ class Service:
                 rescans = True
             elif change.kind != "job":
                 paths.update(p for p in (change.path, change.dest) if p)
-                if self.monitor is not None:
-                    self.monitor.feed(change.kind, change.path, change.dest)
         paths.discard("")
         if paths:
             self.db.record_changes(paths, time.time())
@@ -387,6 +387,17 @@ class Service:
             self._submit_rescan("overflow or watch failure")
             if self.monitor is not None:
                 self.monitor.request("rescan")  # at once, not at the next scheduled scan
+
+    def _taker(self, batch: list[Change]) -> Callable[[Change], None]:
+        """Each change taken goes to the integrity monitor at once (its own judging waits
+        for nobody's burst); the batch is recorded in state.db when the burst is over."""
+        monitor = self.monitor
+
+        def take(change: Change) -> None:
+            batch.append(change)
+            if monitor is not None and change.kind not in ("job", "rescan"):
+                monitor.feed(change.kind, change.path, change.dest)
+        return take
 
     def _needing_backup(self) -> list[str]:
         last = self.db.last_change()

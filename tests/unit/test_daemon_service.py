@@ -116,3 +116,33 @@ def test_a_job_s_end_is_not_held_back(service: Service) -> None:
     writer.join()
     service._drain(timeout=30)
     assert service.db.pending_count() == 1
+
+
+class Fed:
+    """Stands in for the integrity monitor: what reached it, and when."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.got = threading.Event()
+
+    def feed(self, kind: str, path: str, dest: str = "") -> None:
+        self.seen.append(path)
+        self.got.set()
+
+
+def test_the_monitor_hears_of_each_change_before_the_burst_is_over(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the state.db record waits for the burst's end: ransomware detection from inotify
+    (no fanotify) must not wait for an attacker's stream of changes to pause."""
+    monkeypatch.setattr(service_mod, "GATHER_QUIET_S", 30.0)
+    monkeypatch.setattr(service_mod, "GATHER_MAX_S", 60.0)
+    fed = Fed()
+    monkeypatch.setattr(service, "monitor", fed)
+    service.events.put(Change("/d/a.docx", "modified"))
+    drain = threading.Thread(target=service._drain, args=(30,))
+    drain.start()
+    assert fed.got.wait(60)
+    assert drain.is_alive() and service.db.pending_count() == 0  # still gathering
+    service.events.put(Change("", "job"))  # ends the gathering
+    drain.join(120)
+    assert fed.seen == ["/d/a.docx"] and service.db.pending_count() == 1
