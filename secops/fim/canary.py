@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -133,6 +134,29 @@ def intact_fd(fd: int, want: str) -> bool:
         return size <= 1 << 20 and hashlib.sha256(os.pread(fd, size, 0)).hexdigest() == want
     except OSError:
         return False
+
+
+def rearm(path: str) -> str | None:
+    """Write the decoy's content again into its own file (the same inode keeps the gate's
+    mark on its reads); its SHA-256, or None when there is no file of its own to write (not
+    a regular file, or one with another name too: a hard link to a document is never
+    overwritten)."""
+    data = _content(os.path.basename(path))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            return None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return hashlib.sha256(data).hexdigest()
 
 
 def check_canaries(baseline: Baseline) -> tuple[list[str], list[str]]:

@@ -19,6 +19,7 @@ import fcntl
 import os
 import signal
 import struct
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ FS_IOC_GETFLAGS = 0x80086601
 FS_IOC_SETFLAGS = 0x40086602
 FS_IMMUTABLE_FL = 0x00000010
 PROTECTED_PIDS = frozenset({0, 1})
+EXIT_WAIT_S = 10.0  # how long unfreeze --kill waits for the killed to end
 BATCH = 256  # paths recorded in one transaction before their attribute is set
 
 
@@ -114,6 +116,17 @@ def resume_processes(processes: Sequence[dict[str, Any]], kill: bool) -> list[di
         out.append({"pid": pid, "result": {procid.SENT: done, procid.GONE: "gone"}.get(
             result, "not permitted")})
     return out
+
+
+def _wait_exited(processes: Sequence[dict[str, Any]], timeout: float = EXIT_WAIT_S) -> None:
+    """Until each killed process has ended (a zombie counts: its files are closed), at most
+    ``timeout`` (a process in uninterruptible sleep on a hung disk takes its time)."""
+    deadline = time.monotonic() + timeout
+    waiting = [(int(p["pid"]), p["start"]) for p in processes if isinstance(p.get("start"), int)]
+    while waiting and time.monotonic() < deadline:
+        waiting = [(pid, start) for pid, start in waiting if not procid.exited(pid, start)]
+        if waiting:
+            time.sleep(0.01)
 
 
 def _same_process(pid: int, recorded: dict[str, Any]) -> bool:
@@ -206,12 +219,17 @@ def _unfreeze(state: Any, how: str | None) -> dict[str, Any]:
         raise UsageError(f"freeze {active.id} stopped {len(stopped)} process(es): "
                          f"{listing}. Say what happens to them: --kill (an attack) or "
                          "--resume (a false alarm)")
+    killed = resume_processes(stopped, kill=True) if how == "kill" else None
+    if killed is not None:
+        # a killed writer closes its files as it dies: that close (of a decoy it was writing,
+        # say) happens while the freeze still stands, so it is the same attack, not a new one
+        _wait_exited(stopped)
     failures = thaw(state.frozen_paths(active.id))
     if failures:
         raise OperationalError(f"could not make {len(failures)} path(s) writable again, "
                                f"e.g. {failures[0]}; the freeze stays recorded")
     state.mark_released(active.id)
-    processes = resume_processes(stopped, kill=how == "kill")
+    processes = killed if killed is not None else resume_processes(stopped, kill=False)
     state.lift(active.id, how or "no processes")
     return {"unfrozen": True, "freeze_id": active.id, "paths_released": active.paths,
             "processes": processes, "snapshots_still_pinned": active.snapshots}

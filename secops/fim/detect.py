@@ -198,6 +198,14 @@ class Detector:
                 return None
             return self._judge(f)
 
+    def forget(self) -> None:
+        """Drop every finding: an attack's freeze was lifted after review, and a new alarm
+        starts afresh."""
+        with self._lock:
+            self._findings.clear()
+            self._slow.clear()
+            self._copies.clear()
+
     def score(self, now: float) -> float:
         with self._lock:
             self._expire(now)

@@ -70,6 +70,7 @@ class Monitor:
         # the memory of one attack, forgotten when its freeze is lifted
         self.alarmed: set[str] = set()  # finding keys (original paths) already alarmed on
         self.reported_pids: set[int] = set()
+        self.rearmed: set[str] = set()  # decoys put back when the last freeze was lifted
         self.in_maintenance = False
         self.freeze_id: int | None = None
         self._lift_told: int | None = None
@@ -564,6 +565,12 @@ class Monitor:
         processes = [_described(p) for p in stopped or []]
         newly = [p for p in processes if p.get("stopped")]
         keys = {f.key for f in verdict.findings}
+        if not newly and self._put_back(verdict):
+            # the attack's own last word (its killed writer closing a decoy, seen after the
+            # lift): the decoy holds secops' content again, nobody is writing it
+            self.log("INFO", f"decoy(s) {sorted(keys)} written before the freeze was lifted "
+                     "and put back since: not a new alarm")
+            return
         if not newly:
             if keys and keys <= self.alarmed:
                 # the same files seen again through the other channel (a rename reported by
@@ -605,7 +612,37 @@ class Monitor:
                      "and a new alarm starts afresh")
             self.alarmed.clear()
             self.reported_pids.clear()
+            self.detector.forget()
+            if active is None:  # (under another freeze the folders are still immutable)
+                self._rearm_decoys()
         self.freeze_id = active.id if active is not None else None
+
+    def _rearm_decoys(self) -> None:
+        """After a lift: each decoy the attack wrote holds secops' content again (the
+        pinned snapshot and the evidence keep what the attack did), so the decoys guard the
+        office from now on and a restart raises no alarm over the past attack."""
+        self.rearmed = set()
+        for path, want in list(self.canaries.items()):
+            if decoys.intact(path, want):
+                continue
+            digest = decoys.rearm(path)
+            if digest is None:
+                self.log("WARNING", f"decoy {path} was written by the attack and cannot be "
+                         "put back (not a file of its own); the next scan places it anew "
+                         "if it is gone")
+                continue
+            self.canaries[path] = digest
+            self.rearmed.add(path)
+        if self.rearmed:
+            decoys.save(self.baseline, self.canaries)
+            self.log("INFO", f"{len(self.rearmed)} decoy(s) the attack wrote put back: "
+                     f"{sorted(self.rearmed)}")
+
+    def _put_back(self, verdict: Verdict) -> bool:
+        """A decoy alarm on nothing but decoys put back at the last lift, each intact now."""
+        paths = set(verdict.paths)
+        return bool(paths) and verdict.canary and paths <= self.rearmed and \
+            all(decoys.intact(p, self.canaries.get(p, "")) for p in paths)
 
     def _freeze(self, verdict: Verdict, stopped: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Contain now: record the processes stopped (and stop the other writers), freeze the
@@ -615,6 +652,7 @@ class Monitor:
                                 f"ransomware.suspected score {verdict.score}", stopped=stopped)
         self.freeze_id = result["freeze_id"]
         self._lift_told = None
+        self.rearmed = set()
         if result["already"]:
             new = [p["pid"] for p in stopped if p.get("stopped")]
             if new:

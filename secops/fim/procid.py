@@ -26,6 +26,19 @@ def start_time(pid: int) -> int | None:
     One small read of ``/proc/PID/stat`` (about 10 µs); never blocks on the process itself
     (unlike ``/proc/PID/cmdline``, which waits for the process's memory map lock).
     """
+    found = _stat(pid)
+    return found[1] if found is not None else None
+
+
+def exited(pid: int, start: int) -> bool:
+    """The process that started at ``start`` has ended: gone, another process under its pid,
+    or a zombie (its files are closed; it only waits for its parent to collect it)."""
+    found = _stat(pid)
+    return found is None or found[1] != start or found[0] in ("Z", "X")
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time) from ``/proc/PID/stat``."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -38,7 +51,8 @@ def start_time(pid: int) -> int | None:
         os.close(fd)
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses; split at the last ")"
     try:
-        return int(raw[raw.rindex(b")") + 2:].split()[19])
+        fields = raw[raw.rindex(b")") + 2:].split()
+        return fields[0].decode("ascii", "replace"), int(fields[19])
     except (ValueError, IndexError):
         return None
 
@@ -85,9 +99,10 @@ def _signal_by_pid(pid: int, start: int, sig: int) -> str:
 
 def stop(pid: int) -> dict[str, object]:
     """SIGSTOP ``pid``; the record secops keeps: pid, start time, whether it was stopped."""
-    start = start_time(pid)
-    if start is None:
+    found = _stat(pid)
+    if found is None or found[0] in ("Z", "X"):  # a zombie takes the signal and does nothing
         return {"pid": pid, "stopped": False, "error": "already gone"}
+    start = found[1]
     result = signal_exact(pid, start, signal.SIGSTOP)
     if result == SENT:
         return {"pid": pid, "start": start, "stopped": True}

@@ -46,6 +46,7 @@ from integration.detection import (
     watching,
 )
 from integration.office import Office
+from secops.daemon.state import StateDB
 
 pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_gpg]
 
@@ -292,3 +293,59 @@ def test_a_decoy_read_and_written_elsewhere_as_ciphertext_is_a_touch(taken: str,
     finally:
         proc.kill()
         proc.wait(30)
+
+
+HOLD_DECOY = """
+import sys
+f = open(sys.argv[1], "r+b")
+f.write(b"\\x8f" * 4096)
+f.flush()
+sys.stdin.read()  # holds the decoy open: its close comes when it is killed
+"""
+
+
+def _count(office: Office, kind: str) -> int:
+    db = StateDB(office.state / "state.db")
+    try:
+        return sum(e["kind"] == kind for e in db.recent_events(1000))
+    finally:
+        db.close()
+
+
+def test_the_killed_writer_s_decoy_is_put_back_and_raises_no_second_alarm(
+        office: Office, daemon: Daemon) -> None:
+    """A writer stopped with a decoy open closes it as ``unfreeze --kill`` ends it: that is
+    the attack's last word, not a new attack (it froze the tree again, and the restore that
+    follows failed: the demo's flaky end). The decoy holds secops' content again afterwards,
+    and the twin: a new write to it is an alarm at once."""
+    decoy = next(office.data.glob("ho-so-ung-vien/0000-*secops-canary*.docx"))
+    original = decoy.read_bytes()
+
+    def writer() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-c", HOLD_DECOY, str(decoy)],
+                                stdin=subprocess.PIPE)
+        wait_for(lambda: proc_state(proc.pid) == "T", 60, "the decoy's writer stopped")
+        return proc
+
+    first = writer()
+    try:
+        wait_for(lambda: _count(office, "integrity.frozen") == 1, 60, "the freeze")
+        assert office.run("unfreeze", "--kill", "--json").code == 0
+        wait_for(lambda: "lifted; writers may open files again" in daemon.log(), 60,
+                 "the daemon to see the lift")
+        sheet = documents(office.data, "**/*.csv")[0]
+        with sheet.open("a", encoding="utf-8") as f:  # the folder is writable, and stays so
+            f.write("101,Nguyễn Thị Hoa,Tổ 3\n")
+        wait_for(lambda: settled(office), 90, "the backup of an honest edit")
+        assert _count(office, "integrity.frozen") == 1
+        assert _count(office, "ransomware.suspected") == 1
+        wait_for(lambda: decoy.read_bytes() == original, 60, "the decoy put back")
+    finally:
+        first.kill()
+        first.wait(30)
+    second = writer()  # the twin: the decoy put back is a decoy again
+    try:
+        wait_for(lambda: _count(office, "integrity.frozen") == 2, 60, "the second freeze")
+    finally:
+        second.kill()
+        second.wait(30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 import os
 import signal
@@ -13,6 +14,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -20,14 +22,17 @@ from hypothesis import strategies as st
 
 from integration.fimdata import encrypt, probe, record
 from secops.demo.documents import docx_bytes, pdf_bytes, xlsx_bytes
+from secops.fim import canary as decoys
 from secops.fim import contain
 from secops.fim.baseline import Baseline, Record
-from secops.fim.detect import Detector, Observation, changed_indicators
+from secops.fim.detect import Detector, Finding, Observation, Verdict, changed_indicators
+from secops.fim.monitor import Monitor
 from secops.fim.probe import file_type, similarity
 from secops.fim.rules import build_rules, parse_window, violated
 from secops.fim.scan import classify, fim_excludes, measure
 from secops.fim.scan import run as run_scan
 from secops.fim.state import FimState
+from secops.layout import CANARY_MARK
 
 
 def csv_bytes(rows: int, seed: int = 0) -> bytes:
@@ -146,6 +151,67 @@ def test_canary_alarms_at_once() -> None:
     v = Detector().observe(Observation(1.0, "modified", "/d/0000-secops-canary.docx",
                                        canary=True, pid=7))
     assert v is not None and v.canary and v.pids == [7]
+
+
+def test_a_decoy_written_by_an_attack_is_put_back_in_its_own_file(tmp_path: Path) -> None:
+    path = tmp_path / f"0000-{CANARY_MARK}.docx"
+    decoys._write(str(path), decoys._content(path.name))
+    want = hashlib.sha256(path.read_bytes()).hexdigest()
+    ino = path.stat().st_ino
+    path.write_bytes(os.urandom(5000))
+    assert not decoys.intact(str(path), want)
+    assert decoys.rearm(str(path)) == want
+    assert decoys.intact(str(path), want) and path.stat().st_ino == ino  # its read mark stays
+
+
+@pytest.mark.parametrize("kind", ["hardlink", "symlink", "folder"])
+def test_putting_a_decoy_back_never_writes_through_another_name(kind: str,
+                                                                tmp_path: Path) -> None:
+    """The decoy's name made another name of a document (a hard link, a symbolic link): the
+    document is never overwritten; nor is anything that is not a file."""
+    doc = tmp_path / "danh-sach-cu-tri.csv"
+    doc.write_bytes(b"STT,Ho ten\n1,Nguyen Van An\n")
+    path = tmp_path / f"0000-{CANARY_MARK}.docx"
+    if kind == "hardlink":
+        os.link(doc, path)
+    elif kind == "symlink":
+        path.symlink_to(doc)
+    else:
+        path.mkdir()
+    assert decoys.rearm(str(path)) is None
+    assert doc.read_bytes() == b"STT,Ho ten\n1,Nguyen Van An\n"
+
+
+def test_a_lifted_attack_is_forgotten_and_the_next_starts_afresh() -> None:
+    files = {f"/d/{i}.docx": DOCS["docx"] for i in range(3)}
+    det = detector_with(files)
+    for i, (p, d) in enumerate(list(files.items())[:2]):
+        assert det.observe(Observation(1.0 + i, "modified", p, before=record(p, d),
+                                       after=probe(encrypt(d)))) is None
+    det.forget()
+    p, d = list(files.items())[2]
+    assert det.observe(Observation(3.0, "modified", p, before=record(p, d),
+                                   after=probe(encrypt(d)))) is None
+    twin = detector_with(files)  # the twin, not forgotten: the third file is the alarm
+    for i, (p, d) in enumerate(files.items()):
+        v = twin.observe(Observation(1.0 + i, "modified", p, before=record(p, d),
+                                     after=probe(encrypt(d))))
+    assert v is not None
+
+
+@pytest.mark.parametrize("case", ["put_back", "written_again", "other_file", "not_canary"])
+def test_only_a_decoy_put_back_and_intact_is_no_new_alarm(case: str, tmp_path: Path) -> None:
+    """After a lift, the killed writer's late close of a decoy that was put back is not a
+    new alarm; a decoy written again, or any other file, is."""
+    path = str(tmp_path / f"0000-{CANARY_MARK}.docx")
+    decoys._write(path, decoys._content(os.path.basename(path)))
+    me = SimpleNamespace(rearmed={path}, canaries={path: decoys.rearm(path)})
+    if case == "written_again":
+        Path(path).write_bytes(os.urandom(4096))
+    seen = path if case != "other_file" else str(tmp_path / "bien-ban.docx")
+    finding = Finding(seen, 1.0, 10.0, ["canary_touched"], [seen], set())
+    verdict = Verdict(10.0, [finding], 1.0, case != "not_canary")
+    assert Monitor._put_back(me, verdict) is (case == "put_back")  # type: ignore[arg-type]
 
 
 def test_ransom_note_plus_one_file_alarms() -> None:

@@ -138,6 +138,53 @@ def test_stop_records_the_identity_only_after_the_stop() -> None:
                                       "error": "already gone"}
 
 
+def test_a_zombie_is_gone_not_stopped() -> None:
+    """A killed writer whose parent has not collected it yet takes a SIGSTOP and does
+    nothing: recorded as stopped, it made a second freeze out of the attack's last close."""
+    child = sleeper()
+    start = procid.start_time(child.pid)
+    assert start is not None and not procid.exited(child.pid, start)
+    os.kill(child.pid, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT_S
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child did not become a zombie"
+        time.sleep(0.01)
+    try:
+        assert procid.exited(child.pid, start)
+        assert procid.stop(child.pid) == {"pid": child.pid, "stopped": False,
+                                          "error": "already gone"}
+    finally:
+        child.wait()
+
+
+def test_unfreeze_kill_releases_the_folders_only_once_the_killed_have_ended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``unfreeze --kill`` makes the folders writable only once its stopped processes are
+    dead, so their files are closed while the freeze still stands."""
+    child = sleeper()
+    state = FimState(tmp_path / "state.db")
+    ended_at_thaw: list[bool] = []
+    try:
+        record = procid.stop(child.pid)
+        start = record["start"]
+        assert isinstance(start, int)
+        state.record_freeze("test", [record])
+        real_thaw = contain.thaw
+
+        def thaw(paths: list[str]) -> list[str]:
+            ended_at_thaw.append(procid.exited(child.pid, start))
+            return real_thaw(paths)
+
+        monkeypatch.setattr(contain, "thaw", thaw)
+        out = contain.unfreeze(state, "kill")
+        assert [p["result"] for p in out["processes"]] == ["killed"]
+        assert ended_at_thaw == [True]
+    finally:
+        state.close()
+        child.kill()
+        child.wait()
+
+
 # -- the deny list -------------------------------------------------------------------------
 
 def test_the_deny_list_refuses_exactly_the_stopped_process_while_its_freeze_lasts(
