@@ -48,6 +48,10 @@ class OperationalError(SecopsError):
     exit_code = 3
 
 
+class Stalled(OperationalError):
+    """A program showed no progress within its bound and was stopped."""
+
+
 class ToolMissing(OperationalError):
     """A required external program is not installed."""
 
@@ -58,6 +62,10 @@ class BackupError(OperationalError):
     def __init__(self, message: str, *, target: str | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)
         self.target = target
+
+
+class BackupStalled(BackupError):
+    """A restic run on a target showed no progress within ``backup.stall_seconds``."""
 
 
 class TargetUnreachable(BackupError):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from secops.errors import OperationalError, ToolMissing
+from secops.errors import OperationalError, Stalled, ToolMissing
 
 INSTALL_HINTS = {
     "restic": "install it: apt-get install restic (Debian/Ubuntu), or see restic.net",
@@ -28,6 +28,7 @@ INSTALL_HINTS = {
 }
 
 
+INTERRUPT_GRACE_S = 5.0  # after SIGINT at a timeout or a stall, before SIGKILL
 _RUNNING: set[subprocess.Popen[bytes]] = set()
 _RUNNING_LOCK = threading.Lock()
 
@@ -66,11 +67,17 @@ def run(
     *,
     env: Mapping[str, str],
     timeout: float,
-    on_line: Callable[[str], None] | None = None,
+    on_line: Callable[[str], object] | None = None,
     stdin: bytes | None = None,
     cwd: Path | None = None,
+    stall_timeout: float | None = None,
 ) -> Completed:
-    """Run ``argv`` to completion. With ``on_line`` stdout is streamed, not kept."""
+    """Run ``argv`` to completion. With ``on_line`` stdout is streamed, not kept.
+
+    With ``stall_timeout`` (and ``on_line``), a line for which ``on_line`` returns true is
+    progress, and a run with no progress for that long is stopped (:class:`Stalled`): a
+    program that waits forever on a server that accepts connections and never answers.
+    """
     start = time.monotonic()
     with tempfile.TemporaryFile() as err:
         try:
@@ -91,39 +98,86 @@ def run(
             ) from None
         except PermissionError as e:
             raise OperationalError(f"cannot run {argv[0]}: {e.strerror}") from None
-        expired = threading.Event()
-
-        def on_timeout() -> None:
-            expired.set()
-            _kill_group(proc)
-
-        timer = threading.Timer(timeout, on_timeout)
-        timer.start()
+        guard = _Guard(proc, start + timeout, stall_timeout if on_line is not None else None)
+        lines = on_line if on_line is None or stall_timeout is None else \
+            guard.watching(on_line)
         with _RUNNING_LOCK:
             _RUNNING.add(proc)
         try:
-            out = _collect(proc, stdin, on_line)
+            out = _collect(proc, stdin, lines)
             proc.wait()
         except BaseException:
             _kill_group(proc)
             proc.wait()
             raise
         finally:
-            timer.cancel()
+            guard.finish()
             with _RUNNING_LOCK:
                 _RUNNING.discard(proc)
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
     duration = time.monotonic() - start
-    if expired.is_set():
-        raise OperationalError(
-            f"{Path(argv[0]).name} did not finish within {timeout:.0f} s and was stopped"
-        )
+    tool = Path(argv[0]).name
+    if guard.why == "stalled":
+        raise Stalled(f"{tool} made no progress for {stall_timeout:.0f} s and was stopped "
+                      f"(after {duration:.0f} s)")
+    if guard.why == "timeout":
+        raise OperationalError(f"{tool} did not finish within {timeout:.0f} s and was stopped")
     return Completed(tuple(argv), proc.returncode, out, stderr, duration)
 
 
+class _Guard:
+    """A thread that stops ``proc`` at its deadline, or when it has made no progress for
+    ``stall`` seconds; ``why`` says which."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], deadline: float,
+                 stall: float | None) -> None:
+        self.proc = proc
+        self.deadline = deadline
+        self.stall = stall
+        self.last = time.monotonic()
+        self.why: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="secops-process-guard",
+                                        daemon=True)
+        self._thread.start()
+
+    def watching(self, on_line: Callable[[str], object]) -> Callable[[str], None]:
+        """``on_line``, each line it calls progress counted as such."""
+        def feed(line: str) -> None:
+            if on_line(line):
+                self.last = time.monotonic()
+        return feed
+
+    def finish(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while True:
+            now = time.monotonic()
+            until = self.deadline if self.stall is None else \
+                min(self.deadline, self.last + self.stall)
+            if self._done.wait(max(0.0, min(until - now, 1.0))):
+                return
+            now = time.monotonic()
+            if now >= self.deadline:
+                self.why = "timeout"
+            elif self.stall is not None and now - self.last >= self.stall:
+                self.why = "stalled"
+            else:
+                continue
+            # SIGINT first: restic then removes its lock (a SIGKILLed one leaves it behind,
+            # and a plain `restic check` refuses the repository); SIGKILL if it does not end
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGINT)
+            if not self._done.wait(INTERRUPT_GRACE_S):
+                _kill_group(self.proc)
+            return
+
+
 def _collect(
-    proc: subprocess.Popen[bytes], stdin: bytes | None, on_line: Callable[[str], None] | None
+    proc: subprocess.Popen[bytes], stdin: bytes | None, on_line: Callable[[str], object] | None
 ) -> str:
     assert proc.stdout is not None
     if stdin is not None:

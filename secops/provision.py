@@ -52,9 +52,21 @@ def initialise(cfg: Config, engine: Engine) -> InitReport:
                ensure_ed25519(state.ed25519_key, state.ed25519_pub))
     report.steps.append(_gpg_key(cfg, state))
     report.steps.append(_audit_log(cfg, state))
+    _state_db(cfg, state)
     for target in cfg.backup.targets:
         report.steps.extend(_init_target(cfg, engine, state, target))
     return report
+
+
+def _state_db(cfg: Config, state: StateDir) -> None:
+    """state.db exists from init on: one that is gone later was lost (``state.lost``)."""
+    from secops.daemon.state import StateDB
+
+    db = StateDB(state.root / "state.db")
+    try:
+        db.ensure_targets(t.name for t in cfg.backup.targets)
+    finally:
+        db.close()
 
 
 def _audit_log(cfg: Config, state: StateDir) -> Step:

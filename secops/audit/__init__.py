@@ -16,12 +16,24 @@ def actor_cli() -> str:
 
 def record(state_dir: str | Path, office: str, kind: str, data: dict[str, Any],
            actor: str | None = None) -> bool:
-    """Append one record now (durable). False when the log has no key yet (before init)."""
-    from secops.audit.log import AuditLog, key_state_path
+    """Append one record now (durable). False when the log has no key yet (before init);
+    once the office has an audit log, a missing key state is an error, never a quiet skip
+    (deleting the key file would otherwise switch the audit log off)."""
+    from secops.audit.log import AuditLog, audit_root_path, key_state_path, segments
+    from secops.errors import IntegrityError
+    from secops.layout import StateDir
 
-    if not key_state_path(Path(state_dir)).exists():
-        return False
-    AuditLog(Path(state_dir), office).record(kind, actor or actor_cli(), data)
+    state = Path(state_dir)
+    if not key_state_path(state).exists():
+        if not audit_root_path(state).exists() and not any(
+                p.stat().st_size for p in segments(StateDir(state).audit)):
+            return False
+        raise IntegrityError(
+            f"the audit MAC key state {key_state_path(state)} is gone: no record can be "
+            f"sealed, so '{kind}' is not in the audit log",
+            hint="secops audit verify says what else is missing; if this was not an attack, "
+                 "see docs/threat-model.md (audit log)")
+    AuditLog(state, office).record(kind, actor or actor_cli(), data)
     return True
 
 

@@ -23,6 +23,7 @@ from secops.clock import Clock, SystemClock
 from secops.config.schema import Config, Target
 from secops.errors import (
     BackupError,
+    BackupStalled,
     RepositoryLocked,
     SecopsError,
     TargetUnreachable,
@@ -30,7 +31,7 @@ from secops.errors import (
 )
 from secops.files import check_secret_file, exclusive, read_env_file
 from secops.layout import StateDir
-from secops.manifest.store import Built, build_and_sign, changed_since
+from secops.manifest.store import Built, build_and_sign, changed_since, for_target
 
 T = TypeVar("T")
 STABILITY_RETRIES = 2
@@ -189,10 +190,12 @@ class Engine:
             return tags
         return (f"{AUDIT_TAG}{cp['seq']}:{cp['head'][:32]}", *tags)
 
-    def build_manifest(self) -> Built:
-        """Scan, hash what changed, and sign the manifest that goes into the snapshot."""
+    def build_manifest(self, target: str) -> Built:
+        """Scan, hash what changed, and sign the manifest that goes into ``target``'s
+        snapshot."""
         return build_and_sign(StateDir(Path(self.cfg.paths.state_dir)), self.cfg.office.code,
-                              self.cfg.paths.watch, self.cfg.backup_excludes, self.clock)
+                              self.cfg.paths.watch, self.cfg.backup_excludes, self.clock,
+                              target=target)
 
     def backup_target(self, target: Target, reason: str, extra_tags: tuple[str, ...] = (),
                       on_progress: Callable[[Progress], None] | None = None,
@@ -204,14 +207,17 @@ class Engine:
             repo = self.open(target)
             tags = snapshot_tags(self.cfg.office.code, reason, extra_tags)
             audit_dir = StateDir(Path(self.cfg.paths.state_dir)).audit
+            state = StateDir(Path(self.cfg.paths.state_dir))
             for attempt in range(1 + STABILITY_RETRIES):
-                built = built or self.build_manifest()
+                built = for_target(state, built, target.name) if built is not None else \
+                    self.build_manifest(target.name)
                 paths = [*self.cfg.paths.watch, str(built.folder)]
                 if audit_dir.is_dir():
                     paths.append(str(audit_dir))  # off-site anchors of the audit log
                 summary = self.with_lock_retry(repo, functools.partial(
                     self.restic.backup, repo, paths, tags=tags,
-                    excludes=self.cfg.backup_excludes, on_progress=on_progress))
+                    excludes=self.cfg.backup_excludes, on_progress=on_progress,
+                    stall_timeout=self.cfg.backup.stall_seconds))
                 changed = changed_since(built, self.cfg.paths.watch, self.cfg.backup_excludes)
                 if not changed:
                     break
@@ -222,7 +228,8 @@ class Engine:
                                    "the next backup will include the new content"))
         except SecopsError as e:
             return TargetResult(target.name, ok=False, duration_s=time.monotonic() - start,
-                                error=str(e), exit_code=e.exit_code), None
+                                error=str(e), exit_code=e.exit_code,
+                                stalled=isinstance(e, BackupStalled)), None
         return TargetResult(
             target.name, ok=True, snapshot_id=summary.snapshot_id, files_new=summary.files_new,
             files_changed=summary.files_changed, data_added=summary.data_added,

@@ -56,6 +56,7 @@ class TargetResult:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     exit_code: int = 0  # of the error: 1 integrity (e.g. host key changed), 2 setup, 3 other
+    stalled: bool = False  # stopped for showing no progress (backup.stall_seconds)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -20,13 +20,19 @@ from secops.backup.models import BackupSummary, Progress, Snapshot
 from secops.clock import parse_restic_time
 from secops.errors import (
     BackupError,
+    BackupStalled,
+    OperationalError,
     RepositoryLocked,
     RepositoryMissing,
+    Stalled,
     TargetUnreachable,
+    ToolMissing,
     WrongPassword,
 )
 
 Runner = Callable[..., process.Completed]
+_STALL_HINT = ("the backup server accepts connections but does not answer, or restic hangs: "
+               "check the server; secops retries the target")
 
 
 @dataclass(frozen=True)
@@ -93,10 +99,27 @@ class Restic:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _run(self, repo: Repo, args: Sequence[str], *, timeout: float | None = None,
-             on_line: Callable[[str], None] | None = None) -> process.Completed:
+             on_line: Callable[[str], object] | None = None,
+             stall_timeout: float | None = None) -> process.Completed:
+        """One restic run; a run stopped for its time or for no progress names its target."""
         argv = [self.binary, *repo.options, *args]
-        return self._run_fn(argv, env=repo.env(), timeout=timeout or self.timeout,
-                            on_line=on_line)
+        env = repo.env()
+        extra: dict[str, Any] = {}
+        if stall_timeout is not None:
+            extra["stall_timeout"] = stall_timeout
+            env["RESTIC_PROGRESS_FPS"] = "2"  # status lines twice a second, terminal or not
+        command = next((a for a in args if not a.startswith("-")), "restic")
+        try:
+            return self._run_fn(argv, env=env, timeout=timeout or self.timeout,
+                                on_line=on_line, **extra)
+        except Stalled as e:
+            raise BackupStalled(f"target {repo.name!r}: {command}: {e.message}",
+                                target=repo.name, hint=_STALL_HINT) from None
+        except ToolMissing:
+            raise
+        except OperationalError as e:
+            raise BackupError(f"target {repo.name!r}: {command}: {e.message}",
+                              target=repo.name, hint=e.hint) from None
 
     def error(self, repo: Repo, done: process.Completed, action: str) -> BackupError:
         """Our error for a failed restic run."""
@@ -139,13 +162,14 @@ class Restic:
 
     def backup(self, repo: Repo, paths: Sequence[str], *, tags: Sequence[str],
                excludes: Sequence[str] = (),
-               on_progress: Callable[[Progress], None] | None = None) -> BackupSummary:
+               on_progress: Callable[[Progress], None] | None = None,
+               stall_timeout: float | None = None) -> BackupSummary:
         args = ["backup", "--json", "--tag", ",".join(tags)]
         for pattern in excludes:
             args += ["--exclude", pattern]
         args += ["--", *paths]
         parser = _BackupOutput(on_progress)
-        done = self._run(repo, args, on_line=parser.feed)
+        done = self._run(repo, args, on_line=parser.feed, stall_timeout=stall_timeout)
         # exit 3: snapshot written, some files could not be read (warnings, not failure)
         if done.returncode not in (0, 3) or parser.summary is None:
             raise self.error(repo, done, "backup")
@@ -267,21 +291,24 @@ def snapshot_from_json(target: str, item: dict[str, Any]) -> Snapshot:
 
 
 class _BackupOutput:
-    """Incremental parser of ``restic backup --json`` stdout."""
+    """Incremental parser of ``restic backup --json`` stdout. ``feed`` says whether a line
+    was progress: any message but a status line that repeats the last one (restic prints
+    its status on a timer, also while it waits on a server that never answers)."""
 
     def __init__(self, on_progress: Callable[[Progress], None] | None) -> None:
         self.on_progress = on_progress
         self.summary: dict[str, Any] | None = None
         self.warnings: list[str] = []
+        self._last: tuple[Any, ...] | None = None
 
-    def feed(self, line: str) -> None:
+    def feed(self, line: str) -> bool:
         line = line.strip()
         if not line.startswith("{"):
-            return
+            return bool(line)
         try:
             msg = json.loads(line)
         except json.JSONDecodeError:
-            return
+            return False
         kind = msg.get("message_type")
         if kind == "summary":
             self.summary = msg
@@ -289,11 +316,17 @@ class _BackupOutput:
             err = msg.get("error")
             text = err.get("message") if isinstance(err, dict) else err
             self.warnings.append(f"{msg.get('item', '?')}: {text or 'unreadable'}")
-        elif kind == "status" and self.on_progress is not None:
-            self.on_progress(Progress(
-                percent=float(msg.get("percent_done", 0.0)),
-                files_done=int(msg.get("files_done", 0)),
-                total_files=int(msg.get("total_files", 0)),
-                bytes_done=int(msg.get("bytes_done", 0)),
-                total_bytes=int(msg.get("total_bytes", 0)),
-            ))
+        elif kind == "status":
+            state = tuple(msg.get(k) for k in ("files_done", "bytes_done", "total_files",
+                                               "total_bytes", "error_count"))
+            moved, self._last = state != self._last, state
+            if self.on_progress is not None:
+                self.on_progress(Progress(
+                    percent=float(msg.get("percent_done", 0.0)),
+                    files_done=int(msg.get("files_done", 0)),
+                    total_files=int(msg.get("total_files", 0)),
+                    bytes_done=int(msg.get("bytes_done", 0)),
+                    total_bytes=int(msg.get("total_bytes", 0)),
+                ))
+            return moved
+        return True

@@ -36,7 +36,7 @@ def now(app: AppContext, target: str | None, reason: str, as_json: bool) -> int:
     cfg = app.config()
     engine = Engine.from_config(cfg)
     show_progress = not as_json and sys.stderr.isatty()
-    started = time.time()
+    started = _stamp(cfg)
     if show_progress:
         results = _with_progress(engine, target, reason)
     else:
@@ -51,6 +51,19 @@ def now(app: AppContext, target: str | None, reason: str, as_json: bool) -> int:
         error(f"backup failed on target(s): {', '.join(r.target for r in failed)}")
         return 1 if any(r.exit_code == 1 for r in failed) else 3
     return 0
+
+
+def _stamp(cfg: Config) -> float:
+    """The backup's start, in the order the daemon keeps changes by (``StateDB.stamp``)."""
+    from pathlib import Path
+
+    from secops.daemon.state import StateDB
+
+    db = StateDB(Path(cfg.paths.state_dir) / "state.db")
+    try:
+        return db.stamp(time.time())
+    finally:
+        db.close()
 
 
 def _record(cfg: Config, results: list[TargetResult], started: float) -> None:

@@ -68,18 +68,26 @@ def status_doc(app: AppContext) -> dict[str, Any]:
     if not db_path.exists():
         return {"daemon": "stopped",
                 "targets": {t.name: {"last_snapshot_time": None, "last_ok": None,
-                                     "last_error": None} for t in cfg.backup.targets},
+                                     "last_error": None, "backing_up_since": None,
+                                     "last_progress": None, "stalled": False}
+                            for t in cfg.backup.targets},
                 "pending_changes": 0, "open_incidents": 0, "alerts": [],
                 "integrity_monitor": _monitor(None, "stopped")}
     db = StateDB(db_path)
     try:
         targets = {}
+        daemon = _daemon_state(db.daemon_info())
+        live = db.targets_live() if daemon == "running" else {}
         for t in cfg.backup.targets:
             st = db.target(t.name)
             last_ok = None if st.last_ok_time is None and st.last_error is None else \
                 st.failing_since is None
+            now = live.get(t.name) or {}
             targets[t.name] = {"last_snapshot_time": st.last_ok_time, "last_ok": last_ok,
-                               "last_error": st.last_error if st.failing_since else None}
+                               "last_error": st.last_error if st.failing_since else None,
+                               "backing_up_since": now.get("backing_up_since"),
+                               "last_progress": now.get("last_progress"),
+                               "stalled": bool(now.get("stalled"))}
         alerts = [{"time": e["time"], "kind": e["kind"], "score": e["details"].get("score"),
                    "paths": e["details"].get("paths", []), "details": e["details"]}
                   for e in db.recent_events(20)]
@@ -90,7 +98,6 @@ def status_doc(app: AppContext) -> dict[str, Any]:
             open_incidents = store.open_count()
         finally:
             store.close()
-        daemon = _daemon_state(db.daemon_info())
         return {"daemon": daemon, "targets": targets,
                 "pending_changes": db.pending_count(), "open_incidents": open_incidents,
                 "alerts": alerts, "integrity_monitor": _monitor(db.monitor_info(), daemon)}
@@ -128,8 +135,12 @@ def status(app: AppContext, as_json: bool) -> int:
                   f"({escape(display(mon['error']))})")
     for name, t in doc["targets"].items():
         state = {True: "[green]ok[/]", False: "[red]FAILING[/]", None: "never"}[t["last_ok"]]
+        if t["stalled"]:
+            state = "[bold red]STALLED[/]"
+        busy = f"  backing up since {_local(t['backing_up_since'])}, last progress " \
+            f"{_local(t['last_progress'])}" if t["backing_up_since"] else ""
         con.print(f"  {name:<12} {state}  last backup: {_local(t['last_snapshot_time'])}"
-                  + (f"  error: {t['last_error']}" if t["last_error"] else ""))
+                  + busy + (f"  error: {t['last_error']}" if t["last_error"] else ""))
     for a in doc["alerts"][:10]:
         con.print(f"  {_local(a['time'])}  {a['kind']:<30} {_gist(a)}", markup=False,
                   highlight=False)

@@ -9,7 +9,7 @@ import click
 
 from secops import __version__
 from secops.cli.context import AppContext
-from secops.errors import SecopsError
+from secops.errors import OperationalError, SecopsError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,4 +92,15 @@ def run(argv: list[str] | None) -> int:
     except click.ClickException as e:
         e.show()
         return 2
+    except Exception as e:
+        sqlite3 = sys.modules.get("sqlite3")  # not imported for this: it costs start-up time
+        if sqlite3 is None or not isinstance(e, sqlite3.DatabaseError):
+            raise
+        failure = OperationalError(
+            f"a secops database is damaged or unreadable: {e}",
+            hint="move state_dir/state.db aside (keep it for the investigation) and start "
+                 "the daemon: it rebuilds what it needs from the folders and says so; the "
+                 "audit log and the snapshots are not in it")
+        error(str(failure))
+        return failure.exit_code
     return rv if isinstance(rv, int) else 0

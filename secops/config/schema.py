@@ -74,6 +74,9 @@ class Backup(_Strict, kw_only=True, frozen=True):
     max_delay_seconds: Seconds = 60.0
     restic_binary: str = "restic"
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 6 * 3600.0
+    # a backup that shows no progress this long (restic waits on a server that accepts
+    # connections and never answers) is stopped: the target is failing, alerted, retried
+    stall_seconds: Annotated[float, msgspec.Meta(ge=5)] = 300.0
     lock_wait_seconds: Seconds = 120.0
     connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     retention: Retention = msgspec.field(default_factory=Retention)
@@ -104,6 +107,9 @@ class Daemon(_Strict, kw_only=True, frozen=True):
     retry_min_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     retry_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 900.0
     outage_alert_minutes: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    # a watched change not yet in a target this long, whatever the reason, is an alert
+    # (backup.stalled): silence itself is one
+    unprotected_alert_minutes: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     metrics_file: str | None = None  # Prometheus textfile; default state_dir/metrics/secops.prom
 
 

@@ -1,4 +1,4 @@
-"""Slow work for the daemon, run one at a time in a worker thread."""
+"""Slow work for the daemon, run one job at a time in each worker thread."""
 
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ class Done:
 
 
 class Worker:
-    def __init__(self, on_done: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_done: Callable[[], None] | None = None,
+                 name: str = "secops-worker") -> None:
         self.on_done = on_done
         self.todo: queue.Queue[Job | None] = queue.Queue(maxsize=64)
         self.done: queue.SimpleQueue[Done] = queue.SimpleQueue()
         self.busy = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="secops-worker", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, job: Job) -> bool:

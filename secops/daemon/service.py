@@ -1,8 +1,10 @@
 """``secops run``: the daemon.
 
 One loop owns the state: it drains watcher events into the state database, asks the
-debouncer when to back up, hands slow work (restic, hashing) to a single worker thread,
-records results, retries failing targets with backoff, runs the schedules, pings systemd.
+debouncer when to back up, hands each target's backups to that target's own worker thread (a
+hung target never holds up another) and other slow work (rescans, checks, drills) to a
+general worker, records results, retries failing targets with backoff, raises an alert when a
+change stays out of a target too long, runs the schedules, pings systemd.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from secops import process
 from secops.backup.engine import Engine
-from secops.clock import Clock, SystemClock, iso_utc
+from secops.clock import Clock, SystemClock, iso_epoch, iso_utc
 from secops.config.schema import Config
 from secops.daemon import notify
 from secops.daemon.jobs import Done, Job, Worker
 from secops.daemon.metrics import write_metrics
 from secops.daemon.plan import build_schedule
 from secops.daemon.state import StateDB, record_results
-from secops.errors import ConfigError, SecopsError
+from secops.errors import ConfigError, OperationalError, SecopsError
 from secops.layout import StateDir
 from secops.watch.debounce import Debouncer
 from secops.watch.observer import Change, Watcher, inotify_headroom
@@ -62,13 +64,20 @@ class Service:
         self.events: queue.SimpleQueue[Change] = queue.SimpleQueue()
         self.stop_requested = threading.Event()
         self.reload_requested = threading.Event()
-        self.worker = Worker(on_done=lambda: self.events.put(Change("", "job")))
-        self.db = StateDB(StateDir(Path(self.cfg.paths.state_dir)).root / "state.db",
-                          office=self.cfg.office.code)
+        self.worker = Worker(on_done=self._job_done)
+        # one worker per target, for its backups: targets never wait on each other
+        self.backups: dict[str, Worker] = {}
+        self.running: dict[str, float] = {}  # target -> wall time its backup started
+        self.progress: dict[str, float] = {}  # target -> monotonic time of its last progress
+        self.unprotected: dict[str, float] = {}  # target -> monotonic time a change waits since
+        self.stall_alerted: set[str] = set()  # backup.stalled raised, until synced again
+        self.wall_offset = time.time() - time.monotonic()  # its jumps are clock steps
+        db_path = StateDir(Path(self.cfg.paths.state_dir)).root / "state.db"
+        self.state_was_empty = not db_path.exists() or db_path.stat().st_size == 0
+        self.db = StateDB(db_path, office=self.cfg.office.code)
         self.debouncer = Debouncer(self.cfg.backup.debounce_seconds,
                                    self.cfg.backup.max_delay_seconds)
         self.watcher: Watcher | None = None
-        self.backup_running = False
         self.scheduler: Any = None
         self.missing_roots: set[str] = set()
         self.monitor: Monitor | None = None
@@ -89,6 +98,7 @@ class Service:
         # file made every open in a watched folder wait up to 5 ms.
         sys.setswitchinterval(GATE_SWITCH_INTERVAL_S)
         self._check_folders()
+        self._check_state()
         self.db.ensure_targets(t.name for t in self.cfg.backup.targets)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
@@ -118,6 +128,7 @@ class Service:
                 if now >= next_tick:
                     self._tick_monitor()
                     next_tick = now + 1.0
+                self._follow_clock()
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     self._reload()
@@ -263,10 +274,11 @@ class Service:
         notify.stopping()
         self.log("INFO", "stopping: finishing or aborting the running job")
         deadline = time.monotonic() + 8.0
-        if not self.worker.idle():
+        workers = [self.worker, *self.backups.values()]
+        if not all(w.idle() for w in workers):
             process.interrupt_all()
         self._drain(timeout=0)
-        stopped = self.worker.stop(timeout=max(0.1, deadline - time.monotonic()))
+        stopped = all([w.stop(timeout=max(0.1, deadline - time.monotonic())) for w in workers])
         self._collect()
         if self.watcher is not None:
             self.watcher.stop()
@@ -293,11 +305,14 @@ class Service:
         notify.reloading()
         try:
             cfg = self.load()
+            self._check_folders(cfg)  # as at start: a mistyped folder is refused, not watched
         except SecopsError as e:
             self.log("ERROR", f"config reload failed, keeping the running config: {e}")
             self.db.audit("config.reload_failed", "daemon:SIGHUP", {"error": str(e)})
+            self._alert("config.reload_failed", "high", {"error": str(e), "paths": []})
             notify.ready()
             return
+        self.missing_roots &= set(cfg.paths.watch)  # a folder no longer watched is not missing
         old_watch = (self.cfg.paths.watch, self.cfg.paths.exclude)
         old_integrity = self.cfg.integrity
         self.cfg = cfg
@@ -319,10 +334,34 @@ class Service:
         self.log("INFO", "config reloaded")
         notify.ready()
 
-    def _check_folders(self) -> None:
-        for i, w in enumerate(self.cfg.paths.watch):
+    def _check_state(self) -> None:
+        """A damaged state.db is refused at start, loudly (exit 3, the journal says what and
+        how to recover), never run on: its freezes, incidents and baseline are evidence."""
+        from secops.audit.log import segments
+
+        audit = StateDir(Path(self.cfg.paths.state_dir)).audit
+        if self.state_was_empty and any(p.stat().st_size for p in segments(audit)):
+            # deleted or emptied: its history (targets, incidents, baseline) is gone; the
+            # daemon starts afresh (a rescan backs everything up), and says so
+            self.log("ERROR", f"state.lost: {self.db.path} was missing or empty although the "
+                     "audit log has records: starting afresh")
+            self.db.audit("state.lost", "daemon", {"path": str(self.db.path)})
+            self._alert("state.lost", "critical", {"paths": [str(self.db.path)]})
+        problem = self.db.quick_check()
+        if problem is not None:
+            raise OperationalError(
+                f"the state database {self.db.path} is damaged ({problem}); the daemon does "
+                "not run on it",
+                hint=f"keep it for the investigation: mv {self.db.path} "
+                     f"{self.db.path}.damaged, then start the daemon again (it rescans the "
+                     "folders and backs them up; the audit log and the snapshots are kept "
+                     "elsewhere)")
+
+    def _check_folders(self, cfg: Config | None = None) -> None:
+        cfg = cfg or self.cfg
+        for i, w in enumerate(cfg.paths.watch):
             if not Path(w).is_dir():
-                raise ConfigError(f"{self.cfg.source}: paths.watch[{i}]: {w} does not exist "
+                raise ConfigError(f"{cfg.source}: paths.watch[{i}]: {w} does not exist "
                                   "or is not a folder")
 
     def _start_watching(self) -> None:
@@ -344,7 +383,7 @@ class Service:
     def _wait_time(self) -> float:
         """At most POLL_S: events written by other processes (the CLI) are polled for."""
         deadline = self.debouncer.deadline()
-        if deadline is None or self.backup_running or self.missing_roots:
+        if deadline is None or self.missing_roots:
             return POLL_S  # nothing due, or due but waiting: never spin
         return max(0.0, min(POLL_S, deadline - self.clock.monotonic()))
 
@@ -376,7 +415,7 @@ class Service:
                 paths.update(p for p in (change.path, change.dest) if p)
         paths.discard("")
         if paths:
-            self.db.record_changes(paths, time.time())
+            self.db.record_changes(paths, self.db.stamp(time.time()))
             self.debouncer.change(self.clock.monotonic())
         if rescans:
             self._submit_rescan("overflow or watch failure")
@@ -397,31 +436,84 @@ class Service:
             st = self.db.target(t.name)
             if (st.synced_at or 0.0) >= last:
                 continue
-            if st.next_retry is not None and st.next_retry > now:
+            if self._retry_waits(st.next_retry, now):
                 continue  # failing: waits for its retry time
             names.append(t.name)
         return names
 
     def _maybe_backup(self) -> None:
-        if self.backup_running or not self.debouncer.due(self.clock.monotonic()):
+        if not self.debouncer.due(self.clock.monotonic()):
             return
         if self.missing_roots:
             return  # never snapshot a tree whose folder vanished; the alert is out
         self.debouncer.fired()
+        # a target still busy with its last backup takes this change when that one ends
         self._submit_backup(self._needing_backup(), "change")
 
     def _retry_failing(self) -> None:
-        if self.backup_running or not self.worker.idle():
-            return
         now = time.time()
         due = []
         for t in self.cfg.backup.targets:
             st = self.db.target(t.name)
-            if st.next_retry is not None and st.next_retry <= now:
+            if st.next_retry is not None and not self._retry_waits(st.next_retry, now) and \
+                    t.name not in self.running:
                 due.append(t.name)
             self._alert_outage(t.name, st.failing_since, st.alerted, st.last_error, now)
         if due:
             self._submit_backup(due, "change")
+        self._watch_unprotected()
+
+    def _retry_waits(self, next_retry: float | None, now: float) -> bool:
+        """A failing target's retry time is still ahead; one further ahead than the longest
+        backoff was set before the wall clock stepped back, and is due now."""
+        return next_retry is not None and \
+            now < next_retry <= now + self.cfg.daemon.retry_max_seconds
+
+    def _follow_clock(self) -> None:
+        """A step of the wall clock (NTP, a person at the BIOS): the interval schedules move
+        with it, so they keep their pace (a backward hour held back every periodic backup,
+        rescan and checkpoint for that hour); the daily ones keep their wall-clock time."""
+        offset = time.time() - time.monotonic()
+        step = offset - self.wall_offset
+        self.wall_offset = offset
+        if abs(step) < CLOCK_STEP_S:
+            return
+        from datetime import timedelta
+
+        for job in getattr(self.scheduler, "jobs", []):
+            if job.at_time is None and job.next_run is not None:
+                job.next_run += timedelta(seconds=step)
+        self.log("WARNING", f"the wall clock stepped {step:+.0f} s; interval schedules "
+                 "follow it, changes and backups stay in order")
+        self.db.audit("clock.stepped", "daemon", {"seconds": round(step, 3)})
+
+    def _watch_unprotected(self) -> None:
+        """``backup.stalled`` once per target when a watched change has waited longer than
+        ``daemon.unprotected_alert_minutes`` for it, whatever holds it back (a hung
+        server, a failing disk, a bug): silence itself is the alert. Timed on the monotonic
+        clock: a step of the wall clock neither hides nor fakes it."""
+        mono = self.clock.monotonic()
+        last = self.db.last_change()
+        bound = self.cfg.daemon.unprotected_alert_minutes * 60
+        for t in self.cfg.backup.targets:
+            st = self.db.target(t.name)
+            if (st.synced_at or 0.0) >= last or self.missing_roots:
+                self.unprotected.pop(t.name, None)
+                self.stall_alerted.discard(t.name)
+                continue
+            since = self.unprotected.setdefault(t.name, mono)
+            if mono - since < bound or t.name in self.stall_alerted:
+                continue
+            self.stall_alerted.add(t.name)
+            running = t.name in self.running
+            details = {"target": t.name, "waiting_s": round(mono - since),
+                       "backing_up": running, "error": st.last_error, "paths": [],
+                       "last_progress_s": round(mono - self.progress[t.name])
+                       if running and t.name in self.progress else None}
+            self.log("ERROR", f"backup.stalled: a change has waited {(mono - since) / 60:.0f} "
+                     f"minutes for target {t.name!r}" + (f": {st.last_error}"
+                                                           if st.last_error else ""))
+            self._alert("backup.stalled", "high", details)
 
     def _alert_outage(self, name: str, since: float | None, alerted: bool, error: str | None,
                       now: float) -> None:
@@ -435,19 +527,41 @@ class Service:
                  f"minutes: {error}")
 
     def _submit_backup(self, names: list[str], reason: str) -> None:
-        if not names:
-            return
-        cfg = self.cfg
-        started = time.time()
+        """Each target's backup on that target's worker; one already running is left to
+        finish (what it did not take is backed up when it ends)."""
+        started = self.db.stamp(time.time())
+        for name in names:
+            if name in self.running:
+                continue
+            worker = self.backups.get(name)
+            if worker is None:
+                worker = self.backups[name] = Worker(on_done=self._job_done,
+                                                     name=f"secops-backup-{name}")
+            job = Job("backup", self._backup_work(name, reason),
+                      {"started": started, "targets": [name], "reason": reason})
+            if worker.submit(job):
+                self.running[name] = time.time()  # for people (status); ``started`` orders
+                self.progress[name] = self.clock.monotonic()
+        if self.running:
+            notify.status(f"backing up to {', '.join(sorted(self.running))}")
+        self.db.set_targets_live(self._live())
+
+    def _backup_work(self, name: str, reason: str) -> Callable[[], Any]:
+        cfg, clock, progress = self.cfg, self.clock, self.progress
 
         def work() -> Any:
-            engine = Engine.from_config(cfg, self.clock)
+            engine = Engine.from_config(cfg, clock)
             engine.restic.resolve_full_ids = False  # restic 0.14's short id is enough here
-            return [r for n in names for r in engine.backup(n, reason=reason)]
 
-        if self.worker.submit(Job("backup", work, {"started": started, "targets": names})):
-            self.backup_running = True
-            notify.status(f"backing up to {', '.join(names)}")
+            def moved(_target: str, _p: Any) -> None:
+                progress[name] = clock.monotonic()
+
+            return engine.backup(name, reason=reason, on_progress=moved)
+
+        return work
+
+    def _job_done(self) -> None:
+        self.events.put(Change("", "job"))  # wake the loop now rather than at its timeout
 
     def _submit_rescan(self, why: str) -> None:
         if self.worker.queued("rescan"):
@@ -494,12 +608,13 @@ class Service:
         self.worker.submit(Job(kind, scheduled_work(cfg, kind, self.clock)))
 
     def _collect(self) -> None:
-        while True:
-            try:
-                done = self.worker.done.get_nowait()
-            except queue.Empty:
-                return
-            self._handle(done)
+        for worker in (self.worker, *self.backups.values()):
+            while True:
+                try:
+                    done = worker.done.get_nowait()
+                except queue.Empty:
+                    break
+                self._handle(done)
 
     def _handle(self, done: Done) -> None:
         _give_back_memory()
@@ -507,20 +622,22 @@ class Service:
         if done.error is not None:
             self.log("ERROR", f"{kind} failed: {done.error}")
             if kind == "backup":
-                self.backup_running = False
+                for name in done.job.info["targets"]:
+                    self.running.pop(name, None)
             return
         if kind == "rescan":
             changed: list[str] = done.result
             if changed:
                 self.log("INFO", f"rescan ({done.job.info.get('why')}): {len(changed)} "
                          "changed file(s)")
-                self.db.record_changes(changed, time.time())
+                self.db.record_changes(changed, self.db.stamp(time.time()))
                 self.debouncer.change(self.clock.monotonic())
             elif done.job.info.get("why") == "start" and self._needing_backup():
                 self.debouncer.change(self.clock.monotonic())  # an interrupted backup
             return
         if kind == "backup":
-            self.backup_running = False
+            for name in done.job.info["targets"]:
+                self.running.pop(name, None)
             results = done.result
             failed = record_results(self.db, results, started=done.job.info["started"],
                                     now=time.time(), now_iso=iso_utc(self.clock.now()),
@@ -533,8 +650,22 @@ class Service:
                 if not r.ok:  # each failure is an event (playbooks count them)
                     self._alert("backup.failed", "medium",
                                 {"target": r.target, "error": r.error, "paths": []})
+                if r.ok:
+                    self.stall_alerted.discard(r.target)  # the episode is over
+                elif r.stalled and r.target not in self.stall_alerted:  # once per episode
+                    self.stall_alerted.add(r.target)
+                    self._alert("backup.stalled", "high", {
+                        "target": r.target, "error": r.error, "backing_up": False,
+                        "paths": [], "stall_seconds": self.cfg.backup.stall_seconds})
             self._write_metrics()
-            notify.status(f"idle; {len(failed)} target(s) failing" if failed else "idle")
+            self.db.set_targets_live(self._live())
+            # a change this backup did not take (the debouncer may have fired while this
+            # target was busy): the next one comes a debounce from now, as for any change
+            if any(n in done.job.info["targets"] for n in self._needing_backup()) and \
+                    not self.debouncer.pending:
+                self.debouncer.change(self.clock.monotonic())
+            if not self.running:
+                notify.status(f"idle; {len(failed)} target(s) failing" if failed else "idle")
             return
         self._report_scheduled(kind, done.result)
 
@@ -593,12 +724,28 @@ class Service:
         """Record the heartbeat; ping the systemd watchdog unless the open gate leaves opens
         waiting (a daemon that cannot answer them is killed, WatchdogSec=, and the kernel
         then allows them). False when the ping was held back (try again in a second)."""
-        self.db.heartbeat(iso_utc(self.clock.now()), "running")
+        self.db.heartbeat(iso_utc(self.clock.now()), "running", self._live())
         if self.monitor is not None and not self.monitor.gate_answering():
             self.log("ERROR", "the open gate is not answering: no watchdog ping")
             return False
         notify.watchdog()
         return True
+
+    def _live(self) -> dict[str, dict[str, Any]]:
+        """Per target: backing up since, last progress (wall times for people), stalled
+        (no progress for ``stall_seconds``, or a change waiting past its bound)."""
+        now, mono = time.time(), self.clock.monotonic()
+        out: dict[str, dict[str, Any]] = {}
+        for t in self.cfg.backup.targets:
+            started = self.running.get(t.name)
+            moved = self.progress.get(t.name) if started is not None else None
+            quiet = mono - moved if moved is not None else None
+            out[t.name] = {
+                "backing_up_since": iso_epoch(started) if started is not None else None,
+                "last_progress": iso_epoch(now - quiet) if quiet is not None else None,
+                "stalled": t.name in self.stall_alerted or
+                (quiet is not None and quiet >= self.cfg.backup.stall_seconds)}
+        return out
 
     def _write_metrics(self) -> None:
         try:
@@ -608,6 +755,7 @@ class Service:
 
 
 GATE_SWITCH_INTERVAL_S = 0.0005
+CLOCK_STEP_S = 30.0  # a jump of the wall clock against the monotonic one this big is a step
 
 
 def raise_fd_limit(log: Log) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,6 +82,15 @@ class StateDB:
     def close(self) -> None:
         self.db.close()
 
+    def quick_check(self) -> str | None:
+        """SQLite's ``PRAGMA quick_check``: None when the database is sound, else what it
+        found (its first lines)."""
+        try:
+            rows = [str(r[0]) for r in self.db.execute("PRAGMA quick_check(5)").fetchall()]
+        except sqlite3.DatabaseError as e:
+            return str(e)
+        return None if rows == ["ok"] else "; ".join(rows)
+
     # -- changes ---------------------------------------------------------------------------
 
     def record_changes(self, paths: Iterable[str], when: float) -> int:
@@ -93,6 +103,17 @@ class StateDB:
                 "last_seen = excluded.last_seen", rows)
             self._set("last_change", str(when))
         return len(rows)
+
+    def stamp(self, now: float) -> float:
+        """A time to order changes and backup starts by (``pending``, ``last_change``,
+        ``synced_at``): ``now``, or a hair after the last stamp when the wall clock has
+        stepped back since, so a change made after a backup never looks older than it and is
+        never skipped (a backward step of an hour stopped every backup for that hour)."""
+        with self.db:
+            last = float(self._get("stamp") or 0.0)
+            when = now if now > last else last + 0.001
+            self._set("stamp", repr(when))
+        return when
 
     def last_change(self) -> float:
         v = self._get("last_change")
@@ -203,11 +224,25 @@ class StateDB:
         return [{"time": r[0], "kind": r[1], "source": r[2], "severity": r[3],
                  "details": pathtext.loads(r[4])} for r in rows]
 
-    def heartbeat(self, when_iso: str, status: str) -> None:
+    def heartbeat(self, when_iso: str, status: str,
+                  live: dict[str, dict[str, Any]] | None = None) -> None:
+        """The daemon is alive; ``live``: per target, what its worker is doing now
+        (``backing_up_since``, ``last_progress``, ``stalled``) for ``secops status``."""
         with self.db:
             self._set("daemon_pid", str(os.getpid()))
             self._set("daemon_heartbeat", when_iso)
             self._set("daemon_status", status)
+            if live is not None:
+                self._set("targets_live", json.dumps(live))
+
+    def set_targets_live(self, live: dict[str, dict[str, Any]]) -> None:
+        with self.db:
+            self._set("targets_live", json.dumps(live))
+
+    def targets_live(self) -> dict[str, dict[str, Any]]:
+        v = self._get("targets_live")
+        found = json.loads(v) if v else {}
+        return found if isinstance(found, dict) else {}
 
     def daemon_info(self) -> dict[str, str | None]:
         return {k: self._get(f"daemon_{k}") for k in ("pid", "heartbeat", "status")}

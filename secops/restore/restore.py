@@ -30,7 +30,7 @@ from secops.errors import BackupError, IntegrityError, UsageError
 from secops.keys.signature import load_public_key, public_key_id, verify
 from secops.layout import StateDir
 from secops.manifest.model import Manifest, parse
-from secops.manifest.store import MANIFEST_DIR, MANIFEST_NAME, SIGNATURE_NAME
+from secops.manifest.store import MANIFEST_NAME, SIGNATURE_NAME, in_snapshot
 from secops.restore import guard, staging
 from secops.restore.guard import Existing, Protected
 from secops.restore.pattern import Pattern, clean, escape
@@ -181,8 +181,8 @@ def run_restore(cfg: Config, engine: Engine, req: Request,
             if re.fullmatch(r"[0-9a-f]{8,64}", req.ref) else req.ref
         snap = resolve(ref, engine.with_lock_retry(repo, lambda: engine.restic.snapshots(repo)),
                        target.name)
-    folder = _manifest_folder(snap)
-    job = _Job(cfg, engine, repo, snap, folder, state, public_key)
+    folder, state_then = _manifest_folder(snap)
+    job = _Job(cfg, engine, repo, snap, folder, state_then, state, public_key)
     if req.in_place:
         return job.in_place(target, patterns, start)
     existing = guard.existing_files(str(to)) if to.is_dir() else None
@@ -197,6 +197,7 @@ class _Job:
     repo: Repo
     snap: Snapshot
     folder: str  # the manifest folder, as the snapshot names it
+    state_then: str  # the state folder the snapshot was made from (its audit log is there)
     state: StateDir
     public_key: Any
 
@@ -288,12 +289,11 @@ class _Job:
 
     def _data_paths(self) -> list[str]:
         """The snapshot's own paths minus secops' state (the manifest and audit folders)."""
-        state_then = os.path.dirname(self.folder)
-        return [p for p in self.snap.paths if not guard.within(p, state_then)]
+        return [p for p in self.snap.paths if not guard.within(p, self.state_then)]
 
     def _audit_folder(self) -> str | None:
-        """The snapshot's copy of ``state_dir/audit`` (a sibling of the manifest folder)."""
-        audit = os.path.join(os.path.dirname(self.folder), "audit")
+        """The snapshot's copy of ``state_dir/audit`` (in the state folder of the manifest)."""
+        audit = os.path.join(self.state_then, "audit")
         return audit if audit in self.snap.paths else None
 
     def _watched_in_snapshot(self) -> list[str]:
@@ -350,12 +350,13 @@ def _safety_snapshot(engine: Engine, target: Target) -> str:
     return r.snapshot_id
 
 
-def _manifest_folder(snap: Snapshot) -> str:
-    folders = [p for p in snap.paths if os.path.basename(p) == MANIFEST_DIR]
-    if not folders:
+def _manifest_folder(snap: Snapshot) -> tuple[str, str]:
+    """(the snapshot's manifest folder, the state folder it was backed up from)."""
+    found = in_snapshot(snap.paths)
+    if found is None:
         raise IntegrityError(f"snapshot {snap.short_id} carries no signed manifest, so its "
                              "content cannot be verified (was it made by secops?)")
-    return folders[0]
+    return found
 
 
 def _restore(engine: Engine, repo: Repo, snap: Snapshot, to: Path, includes: tuple[str, ...],

@@ -91,11 +91,11 @@ def forge(office: Office) -> None:
     restic alone (the office's excludes), carrying the old signed manifest."""
     put(raw(office, BAD), b"bien ban \x00\x00" * 100)
     restic(office, "backup", "--tag", "secops", "--exclude", "~$*", "--exclude", "*.tmp",
-           str(office.data), str(office.state / "snapshot-manifest"))
+           str(office.data), str(office.manifest_dir()))
 
 
 def manifest_bytes(office: Office) -> bytes:
-    return (office.state / "snapshot-manifest" / "secops-manifest.json").read_bytes()
+    return (office.manifest_dir() / "secops-manifest.json").read_bytes()
 
 
 def snapshot_ids(office: Office) -> list[str]:

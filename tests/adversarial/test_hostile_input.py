@@ -440,7 +440,7 @@ def degraded(office: Office) -> list[dict[str, Any]]:
 
 
 def latest_manifest(office: Office) -> set[str]:
-    manifest = office.state / "snapshot-manifest" / "secops-manifest.json"
+    manifest = office.manifest_dir() / "secops-manifest.json"
     return set(json.loads(manifest.read_text())["files"]) if manifest.exists() else set()
 
 

@@ -31,7 +31,7 @@ def restic_env(office: Office) -> dict[str, str]:
 
 def forge_snapshot(office: Office) -> None:
     """Someone with the restic password backs up the data with the old signed manifest."""
-    manifest_dir = office.state / "snapshot-manifest"
+    manifest_dir = office.manifest_dir()
     subprocess.run(["restic", "backup", "--tag", "secops", str(office.data), str(manifest_dir)],
                    env=restic_env(office), check=True, capture_output=True, timeout=120)
 
@@ -315,7 +315,7 @@ def test_include_selection_agrees_with_restic(office: Office, tmp_path: Path) ->
     from secops.manifest.model import parse
     from secops.restore.verify import selected
 
-    data = (office.state / "snapshot-manifest" / "secops-manifest.json").read_bytes()
+    data = (office.manifest_dir() / "secops-manifest.json").read_bytes()
     manifest = parse(data, "test")
     d = str(office.data)
     patterns = [f"{d}/*", f"{d}/*/", f"{d}//danh-sach-cu-tri/./thon-?.csv", f"{d}/**",
@@ -362,7 +362,7 @@ def state_files(office: Office) -> dict[str, list[bytes]]:
     """What a restore must never roll back: the audit log, its checkpoints, the manifest."""
     return {name: (office.state / name).read_bytes().splitlines(keepends=True)
             for name in ("audit/audit.jsonl", "audit/checkpoints.jsonl",
-                         "snapshot-manifest/secops-manifest.json")}
+                         "snapshot-manifest/local/secops-manifest.json")}
 
 
 def assert_untouched(office: Office, before: dict[str, list[bytes]]) -> None:

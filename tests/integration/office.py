@@ -132,6 +132,10 @@ class Office:
     def password_file(self, target: str) -> Path:
         return self.state / "keys" / f"restic-{target}.password"
 
+    def manifest_dir(self, target: str = "local") -> Path:
+        """The signed manifest folder backed up into ``target``'s snapshots."""
+        return self.state / "snapshot-manifest" / target
+
 
 def office_with_incident(root: Path) -> tuple[Office, str]:
     """An office with the shipped playbooks (notices into ``root/drop``), one backup, and

@@ -294,6 +294,18 @@ class Server:
 class RestServer(Server):
     """``rclone serve restic`` over ``root``; repositories live in sub folders."""
 
+    @contextlib.contextmanager
+    def hang(self) -> Iterator[None]:
+        """SIGSTOP the server for the ``with`` body: the kernel still accepts connections
+        (its listen backlog), and nothing ever answers them."""
+        pid = self.process.pid
+        assert pid is not None
+        os.killpg(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+
     def __init__(
         self,
         root: Path,

@@ -82,7 +82,7 @@ def test_backup_now_reaches_every_target_with_tags(office: Office) -> None:
         assert s["time"].endswith("Z")
         assert "office:tan-ky" in s["tags"]
         assert s["paths"] == sorted([str(office.data), str(office.state / "audit"),
-                                     str(office.state / "snapshot-manifest")])
+                                     str(office.manifest_dir(s["target"]))])
     reasons = sorted(t for s in snaps for t in s["tags"] if t.startswith("reason:"))
     assert reasons == ["reason:change"] * 2 + ["reason:manual"] * 2
     ids = {r["snapshot_id"] for r in results}

@@ -145,6 +145,14 @@ def test_sigterm_exits_0_within_10_s_and_sighup_reloads(office: Office) -> None:
     d.signal(signal.SIGHUP)
     wait_for(lambda: "config reload failed" in d.log(), 20, "the failed reload to be logged")
     assert "bogus" in d.log()
+    # a mistyped watch folder is refused as it is at start, never watched (nor "missing")
+    office.config.write_text(good.replace(f'"{office.data}"', f'"{office.data}-typo"'))
+    assert f"{office.data}-typo" in office.config.read_text()
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: d.log().count("config reload failed") == 2, 20, "the typo refused")
+    assert "-typo does not exist" in d.log()
+    assert "config.reload_failed" in [a["kind"] for a in
+                                      office.run("status", "--json").json()["alerts"]]
     office.config.write_text(good.replace("debounce_seconds = 1", "debounce_seconds = 2"))
     d.signal(signal.SIGHUP)
     wait_for(lambda: "config reloaded" in d.log(), 20, "the reload")

@@ -67,7 +67,7 @@ def office(tmp_path: Path) -> Office:
 def files_in_latest_manifest(office: Office) -> set[str]:
     import json
 
-    manifest = office.state / "snapshot-manifest" / "secops-manifest.json"
+    manifest = office.manifest_dir() / "secops-manifest.json"
     return set(json.loads(manifest.read_text())["files"])
 
 

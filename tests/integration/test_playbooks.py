@@ -125,6 +125,7 @@ def test_dry_runs_touch_nothing(office: Office, smtp_server: SmtpServer,
     ("logs-tampered", {"vanphong@tan-ky.test", "congan@tan-ky.test"}),
     ("backup-failing", {"vanphong@tan-ky.test"}),
     ("target-unreachable", {"vanphong@tan-ky.test"}),
+    ("backup-stalled", {"vanphong@tan-ky.test"}),
     ("protected-file-changed", {"vanphong@tan-ky.test"}),
 ])
 def test_real_run_opens_an_incident_and_notifies(office: Office, smtp_server: SmtpServer,

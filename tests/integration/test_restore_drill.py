@@ -30,7 +30,7 @@ def restic_env(office: Office, target: str = "local") -> dict[str, str]:
 
 def forge_snapshot(office: Office) -> None:
     """An attacker with the restic password writes a snapshot of their own."""
-    manifest_dir = office.state / "snapshot-manifest"
+    manifest_dir = office.manifest_dir()
     subprocess.run(["restic", "backup", "--tag", "secops", str(office.data), str(manifest_dir)],
                    env=restic_env(office), check=True, capture_output=True, timeout=120)
 
@@ -169,7 +169,7 @@ def test_restored_file_that_differs_is_named(office: Office, tmp_path: Path) -> 
 
 
 def test_manifest_edited_after_signing_fails(office: Office) -> None:
-    manifest = office.state / "snapshot-manifest" / "secops-manifest.json"
+    manifest = office.manifest_dir() / "secops-manifest.json"
     doc = json.loads(manifest.read_text())
     path = next(iter(doc["files"]))
     doc["files"][path][2] = "0" * 64

@@ -146,3 +146,70 @@ def test_the_monitor_hears_of_each_change_before_the_burst_is_over(
     service.events.put(Change("", "job"))  # ends the gathering
     drain.join(120)
     assert fed.seen == ["/d/a.docx"] and service.db.pending_count() == 1
+
+
+# -- a step of the wall clock ---------------------------------------------------------------
+
+class Wall:
+    """The wall clock, stepped by the test (``time.time`` in the daemon's modules)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.real = time.time
+
+    def __call__(self) -> float:
+        return self.real() + self.offset
+
+
+def stepped_back(monkeypatch: pytest.MonkeyPatch, seconds: float) -> Wall:
+    wall = Wall()
+    monkeypatch.setattr(time, "time", wall)
+    wall.offset = -seconds
+    return wall
+
+
+def test_a_change_after_the_clock_stepped_back_still_needs_its_backup(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backup at 10:00, the clock set back to 09:00, a change: the change is newer than the
+    backup and is backed up (before: 'synced at 10:00 >= changed at 09:00', no backup of
+    any kind for the hour). The twin: with no change, nothing is due."""
+    service.db.ensure_targets(["local"])
+    started = service.db.stamp(time.time())
+    service.db.target_ok("local", started, "2026-12-02T10:00:00Z", "abcd")
+    assert service._needing_backup() == []  # the twin
+    stepped_back(monkeypatch, 3600)
+    service.events.put(Change("/d/danh-sach.csv", "modified"))
+    service._drain(timeout=5)
+    assert service._needing_backup() == ["local"]
+    assert service.db.pending_count() == 1
+
+
+def test_a_retry_set_before_the_clock_stepped_back_is_due(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing target's retry in 30 s, then the clock set back an hour: the retry is not
+    an hour and 30 s away. The twin: a retry in 30 s with a steady clock waits."""
+    now = time.time()
+    assert service._retry_waits(now + 30, now)
+    assert not service._retry_waits(now + 30, now - 3600)
+    assert not service._retry_waits(now - 1, now)
+
+
+def test_the_interval_schedules_follow_a_step_of_the_clock(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every 60 minutes stays every 60 minutes across a backward step; a daily job keeps its
+    wall-clock time (no second run the same day)."""
+    from secops.daemon.plan import build_schedule
+
+    service.scheduler = build_schedule(service.cfg, lambda kind: None)
+    every = [j for j in service.scheduler.jobs if j.at_time is None]
+    daily = [j for j in service.scheduler.jobs if j.at_time is not None]
+    assert every and daily
+    before = {id(j): j.next_run for j in service.scheduler.jobs}
+    service._follow_clock()  # no step: nothing moves
+    assert {id(j): j.next_run for j in service.scheduler.jobs} == before
+    stepped_back(monkeypatch, 3600)
+    service._follow_clock()
+    for j in every:
+        assert abs((before[id(j)] - j.next_run).total_seconds() - 3600) < 5
+    for j in daily:
+        assert j.next_run == before[id(j)]

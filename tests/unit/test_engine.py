@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from secops import process
-from secops.backup.engine import Engine
-from secops.backup.restic import Restic
+from secops.backup.engine import Engine, repo_for
+from secops.backup.restic import Restic, _BackupOutput
 from secops.config.loader import parse_config
+from secops.errors import BackupError, OperationalError, Stalled
 from secops.keys.store import ensure_ed25519
 
 LOCKED = ("unable to create lock in backend: repository is already locked by PID 4242 on "
@@ -138,7 +139,7 @@ def test_tags_and_excludes_reach_restic(cfg: Any) -> None:
     engine(cfg, fake, FakeClock()).backup("a", reason="incident")
     argv = fake.calls[0]
     assert "secops,office:x,reason:incident" in argv
-    manifest_dir = str(Path(cfg.paths.state_dir) / "snapshot-manifest")
+    manifest_dir = str(Path(cfg.paths.state_dir) / "snapshot-manifest" / "a")
     assert argv[-3:] == ("--", cfg.paths.watch[0], manifest_dir)
 
 
@@ -161,7 +162,8 @@ def test_file_changed_during_backup_is_backed_up_again(cfg: Any) -> None:
     assert result.ok
     assert len([c for c in fake.calls if "backup" in c]) == 2
     assert any("changed during the backup" in w for w in result.warnings)
-    manifest = Path(cfg.paths.state_dir) / "snapshot-manifest" / "secops-manifest.json"
+    manifest = Path(cfg.paths.state_dir) / "snapshot-manifest" / "a" / \
+        "secops-manifest.json"
     doc = json.loads(manifest.read_text())
     assert doc["files"][str(sheet)][0] == sheet.stat().st_size  # describes the new content
 
@@ -171,3 +173,30 @@ def test_stable_files_are_backed_up_once(cfg: Any) -> None:
     [result] = engine(cfg, fake, FakeClock()).backup("a")
     assert result.ok and result.warnings == []
     assert len(fake.calls) == 1
+
+
+def test_a_stalled_backup_names_its_target_and_says_it_stalled(cfg: Any) -> None:
+    def hung(argv: Sequence[str], **kw: Any) -> process.Completed:
+        if "backup" in argv:
+            assert kw["stall_timeout"] == cfg.backup.stall_seconds
+            assert kw["env"]["RESTIC_PROGRESS_FPS"] == "2"
+            raise Stalled("restic made no progress for 300 s and was stopped (after 301 s)")
+        raise OperationalError("restic did not finish within 60 s and was stopped")
+
+    eng = Engine(cfg, Restic("restic", 60, runner=hung), FakeClock())
+    [result] = eng.backup("a")
+    assert not result.ok and result.stalled
+    assert result.error is not None and result.error.startswith("target 'a': backup: restic "
+                                                                "made no progress for 300 s")
+    with pytest.raises(BackupError, match="target 'a': snapshots: restic did not finish"):
+        eng.restic.snapshots(repo_for(cfg, cfg.target("a")))
+
+
+def test_restic_status_lines_count_as_progress_only_when_they_move() -> None:
+    out = _BackupOutput(None)
+    status = {"message_type": "status", "percent_done": 0.5, "total_files": 3,
+              "files_done": 1, "bytes_done": 10, "total_bytes": 20}
+    assert out.feed(json.dumps(status) + "\n")
+    assert not out.feed(json.dumps({**status, "seconds_elapsed": 9}) + "\n")  # on a timer
+    assert out.feed(json.dumps({**status, "bytes_done": 11}) + "\n")
+    assert out.feed(json.dumps({"message_type": "summary", "snapshot_id": "ab"}) + "\n")

@@ -13,6 +13,7 @@ from secops.errors import IntegrityError
 from secops.manifest.cache import HashCache
 from secops.manifest.model import Entry, Manifest, parse, sign, verify
 from secops.manifest.scan import excluded, scan
+from secops.manifest.store import in_snapshot
 
 EXCLUDES = ["*.tmp", "~$*", ".~lock.*#"]
 
@@ -87,3 +88,13 @@ def test_garbage_is_not_a_manifest() -> None:
 
 def test_canonical_bytes_are_stable() -> None:
     assert manifest().canonical() == parse(manifest().canonical(), "m").canonical()
+
+
+def test_a_snapshot_s_manifest_folder_is_found_in_either_layout() -> None:
+    """Per target (``STATE/snapshot-manifest/TARGET``), and in snapshots made before
+    (``STATE/snapshot-manifest``): with the state folder it was backed up from."""
+    now = ["/srv/bau-cu", "/var/lib/secops/audit", "/var/lib/secops/snapshot-manifest/local"]
+    before = ["/srv/bau-cu", "/var/lib/secops/audit", "/var/lib/secops/snapshot-manifest"]
+    assert in_snapshot(now) == ("/var/lib/secops/snapshot-manifest/local", "/var/lib/secops")
+    assert in_snapshot(before) == ("/var/lib/secops/snapshot-manifest", "/var/lib/secops")
+    assert in_snapshot(["/srv/bau-cu", "/var/lib/secops/audit"]) is None
