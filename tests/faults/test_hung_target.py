@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -80,5 +81,47 @@ def test_a_hung_server_holds_up_no_other_target_and_is_alerted(
         for sheet in sheets:
             got = restored_content(office, "offsite", sheet, tmp_path / f"r-{sheet.stem}")
             assert got == sheet.read_bytes()
+    finally:
+        d.stop()
+
+
+# Fault injection: a restic that stops itself (SIGSTOP) at its first backup, as a restic
+# wedged in the kernel or by a debugger does; a real restic cannot be made to hang on demand.
+# Every other call, and every later backup, is the real restic.
+STOPPING_RESTIC = """#!/bin/sh
+case " $* " in
+  *" backup "*)
+    if mkdir "{marker}" 2>/dev/null; then kill -STOP $$; fi ;;
+esac
+exec "{restic}" "$@"
+"""
+
+
+def test_a_stopped_restic_is_ended_retried_and_alerted(
+        tmp_path: Path, require_binary: Callable[[str], str]) -> None:
+    """SIGSTOPped, restic prints nothing and takes no SIGINT (it stays pending): the stall
+    bound ends it with SIGKILL, the target is retried with the real restic and the change
+    reaches it; `backup.stalled` says what happened."""
+    wrapper = tmp_path / "restic-stopping"
+    wrapper.write_text(STOPPING_RESTIC.format(marker=tmp_path / "stopped-once",
+                                              restic=require_binary("restic")))
+    wrapper.chmod(0o755)
+    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))],
+                    restic=str(wrapper), backup_extra="debounce_seconds = 1\n"
+                    f"max_delay_seconds = 10\nstall_seconds = {STALL_S}", tail=TAIL).write()
+    assert office.run("init").code == 0
+    d = Daemon(office).start()
+    try:
+        wait_for(lambda: "backup.stalled" in kinds(office), STALL_S + 120,
+                 "backup.stalled for the stopped restic")
+        wait_for(lambda: settled(office), 120, "the retry with a working restic")
+        assert (tmp_path / "stopped-once").is_dir()  # the fault did happen
+        assert "made no progress" in d.log()
+        sheet = office.data / "bien-ban-kiem-phieu" / "to-bau-cu-01.txt"
+        sheet.write_text("Kết quả kiểm phiếu sau sự cố\n", encoding="utf-8")
+        wait_for(lambda: office.run("status", "--json").json()["pending_changes"] == 0 and
+                 settled(office), 120, "the change backed up")
+        got = restored_content(office, "local", sheet, tmp_path / "restored")
+        assert got == sheet.read_bytes()
     finally:
         d.stop()
