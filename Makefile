@@ -6,9 +6,10 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck \
 	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
 	libreoffice-writer-nogui libreoffice-calc-nogui python3-uno imagemagick git zip unzip \
-	samba smbclient
+	samba smbclient libfaketime
 # the office software the detection tests run: LibreOffice (UNO), ImageMagick, git, zip,
-# and Samba (smbd: the clerks' PCs reach the election folder over its share)
+# and Samba (smbd: the clerks' PCs reach the election folder over its share); libfaketime
+# (a clock step under the real daemon, tests/faults/test_clock_step.py)
 TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck pdftoppm \
 	soffice mogrify git zip unzip /usr/sbin/smbd
 # reports: WeasyPrint needs Pango; the PDF's Vietnamese needs a font with its glyphs
@@ -25,6 +26,7 @@ deps: ## system programs: through apt when root, else says what is missing
 	for f in $(LIBS); do [ -e $$f ] || missing="$$missing $$f"; done; \
 	ldconfig -p | grep -q 'libpangoft2-1.0.so.0' || missing="$$missing libpangoft2"; \
 	ldconfig -p | grep -q 'libharfbuzz-subset.so.0' || missing="$$missing libharfbuzz-subset"; \
+	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing="$$missing libfaketime"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,13 @@ def actor_cli() -> str:
 
 
 def record(state_dir: str | Path, office: str, kind: str, data: dict[str, Any],
-           actor: str | None = None) -> bool:
+           actor: str | None = None, *,
+           on_tampered: Callable[[dict[str, Any]], None] | None = None) -> bool:
     """Append one record now (durable). False when the log has no key yet (before init);
     once the office has an audit log, a missing key state is an error, never a quiet skip
-    (deleting the key file would otherwise switch the audit log off)."""
+    (deleting the key file would otherwise switch the audit log off). ``on_tampered`` hears
+    what the writer found wrong and wrote into the log (records cut off, the key state
+    rolled back), so it can be alerted."""
     from secops.audit.log import AuditLog, audit_root_path, key_state_path, segments
     from secops.errors import IntegrityError
     from secops.layout import StateDir
@@ -33,7 +37,11 @@ def record(state_dir: str | Path, office: str, kind: str, data: dict[str, Any],
             f"sealed, so '{kind}' is not in the audit log",
             hint="secops audit verify says what else is missing; if this was not an attack, "
                  "see docs/threat-model.md (audit log)")
-    AuditLog(state, office).record(kind, actor or actor_cli(), data)
+    log = AuditLog(state, office)
+    log.record(kind, actor or actor_cli(), data)
+    if on_tampered is not None:
+        for note in log.notes:
+            on_tampered(note.data)
     return True
 
 

@@ -82,6 +82,17 @@ def ensure_keys(state_dir: Path) -> bool:
     created = False
     state = key_state_path(state_dir)
     if not state.exists():
+        log, _, _ = audit_paths(state_dir)
+        if _has_lines(log) or any(p.stat().st_size for p in segments(log.parent)):
+            # a new K_0 would seal a log the escrowed one no longer verifies, and the
+            # server's own verify would not see the switch: never quietly
+            raise IntegrityError(
+                f"the audit MAC key state {state} is gone but the audit log has records: "
+                "init does not make a new key for an existing log",
+                hint="keep the folder as evidence (mv "
+                     f"{log.parent} {log.parent}.keyless), then run 'secops init' again to "
+                     "start a new log, and put its new initial key in escrow "
+                     "(docs/threat-model.md, audit log)")
         ensure_private_dir(state.parent)
         k0 = os.urandom(32)
         atomic_write(initial_key_path(state_dir), k0.hex().encode() + b"\n", 0o600)
@@ -245,6 +256,7 @@ class AuditLog:
         self.rotate_bytes = ROTATE_BYTES
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self.notes: list[Item] = []  # what the last append found wrong and wrote down
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -266,7 +278,17 @@ class AuditLog:
             notes: list[Item] = []
             if partial:
                 notes.append(self._drop_partial(partial))
-            if next_seq < head.seq + 1:  # crashed after the log's fsync: catch the key up
+            if next_seq < head.seq + 1:
+                if not one_batch(self.path, next_seq, head.seq):
+                    # not the last batch's crash window: an older copy put back
+                    notes.append(Item("audit.tampered", "secops", {
+                        "problem": "key_rolled_back", "key_was_at": next_seq,
+                        "log_ends_at": head.seq,
+                        "detail": "the audit MAC key state is older than the log: an earlier "
+                                  "copy of it was put back, and whoever kept that copy can "
+                                  f"seal records from number {next_seq} on; writing "
+                                  "continues, this record marks where trust ends"}))
+                # crashed after the log's fsync (or rolled back): catch the key up
                 key = chain.key_at(key, head.seq + 1, next_seq)
                 next_seq = head.seq + 1
             elif next_seq > head.seq + 1:
@@ -287,6 +309,7 @@ class AuditLog:
                 next_seq += 1
             self._write_lines(lines)
             _write_key_state(key_state_path(self.state_dir), next_seq, key)
+            self.notes = [n for n in notes if n.kind == "audit.tampered"]
             new_head = Head(next_seq - 1, prev)
             self._since_checkpoint += len(lines)
             if self._since_checkpoint >= CHECKPOINT_EVERY_RECORDS or \
@@ -355,14 +378,22 @@ class AuditLog:
         return doc
 
     def _write_lines(self, lines: list[bytes]) -> None:
+        """Append the batch whole or not at all: a write that fails half-way (a full disk)
+        is cut back off, so it never leaves a torn line that would read as tampering."""
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
+            size = os.fstat(fd).st_size  # under audit.lock: no other writer moves it
             data = b"\n".join(lines) + b"\n"
             view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
+            try:
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
         finally:
             os.close(fd)
 
@@ -384,6 +415,28 @@ class AuditLog:
         target = self.folder / f"audit-{first:010d}-{head.seq:010d}.jsonl"
         os.replace(self.path, target)
         self.path.touch(mode=0o600)
+
+
+def one_batch(path: Path, first: int, last: int) -> bool:
+    """Records ``first`` to ``last`` are the end of one batch (written together, one time):
+    the key state a crash leaves behind is at most the last batch old; one older than that
+    was put back. Read from the current file's tail (a batch is a few records)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            f.seek(max(0, size - (1 << 16)))
+            tail = f.read()
+    except OSError:
+        return False
+    times: dict[int, str] = {}
+    for line in tail.split(b"\n"):
+        try:
+            doc = json.loads(line)
+            times[int(doc["seq"])] = str(doc["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    wanted = [times.get(n) for n in range(first, last + 1)]
+    return None not in wanted and len(set(wanted)) == 1
 
 
 def _parse_quietly(raw: bytes | None) -> Any:

@@ -46,6 +46,9 @@ class Report:
     offsite: dict[str, Any] = field(default_factory=dict)
     state: chain.ChainState | None = None
     chain_check: cps.ChainCheck | None = None
+    # a last line cut off before it was sealed (a write that died: full disk, power loss):
+    # {"seq", "bytes"}; the next write drops it and says so in the log
+    partial_last_line: dict[str, int] | None = None
 
     def fail(self, seq: int, problem: str, detail: str) -> None:
         if self.ok or (self.first_bad_seq is not None and seq < self.first_bad_seq):
@@ -60,7 +63,8 @@ class Report:
                "audit_root_certified": self.root_certified,
                "unvouched_from": self.unvouched_from,
                "newest_checkpoint": self.newest_checkpoint,
-               "macs_checked": self.macs_checked, "offsite": self.offsite}
+               "macs_checked": self.macs_checked, "offsite": self.offsite,
+               "partial_last_line": self.partial_last_line}
         if self.excerpt is not None:
             doc["excerpt"] = self.excerpt
         return doc
@@ -93,11 +97,16 @@ class Offsite:
 def verify(folder: Path, *, checkpoints: Path | None = None, public_key: Any = None,
            roots: Iterable[Any] = (), initial_key: bytes | None = None,
            offsite: dict[str, Offsite] | None = None, log_file: Path | None = None,
-           start: chain.ChainState | None = None) -> Report:
+           start: chain.ChainState | None = None, live: bool = False) -> Report:
     """Verify a log folder (rotated segments + audit.jsonl), or a single ``log_file``.
 
     ``start`` begins after records not in hand (an excerpt): the state after the record
     before the first one present, with its key when MACs are checked.
+
+    ``live``: the office's own log, whose key state ``check_key_state`` then checks. A last
+    line of the current file cut off is noted, not failed: a write that died before it was
+    sealed leaves one, and the key state tells it from a sealed record cut short (the key
+    would have moved past it: "truncated"). In a copy it fails ("malformed").
     """
     first_seq = start.next_seq if start is not None else 0
     first = chain.ChainState(key=initial_key) if start is None else \
@@ -114,7 +123,7 @@ def verify(folder: Path, *, checkpoints: Path | None = None, public_key: Any = N
         {seq for o in offsite.values() for seq, _ in o.anchors} | \
         {o.seq for o in offsite.values() if o.seq is not None}
     v = chain.Verifier(first, want_heads=want)
-    _feed(report, v, [log_file] if log_file is not None else segments(folder))
+    _feed(report, v, [log_file] if log_file is not None else segments(folder), live=live)
     report.records = v.records
     report.state = v.state
     end = v.state.next_seq  # the first sequence number the log does not have
@@ -136,16 +145,20 @@ def verify(folder: Path, *, checkpoints: Path | None = None, public_key: Any = N
     return report
 
 
-def _feed(report: Report, v: chain.Verifier, files: list[Path]) -> None:
-    for path in files:
+def _feed(report: Report, v: chain.Verifier, files: list[Path], live: bool = False) -> None:
+    for i, path in enumerate(files):
         try:
             data = path.read_bytes()
         except OSError as e:
             report.fail(v.state.next_seq, "malformed", f"{path}: {e.strerror}")
             return
         if data and not data.endswith(b"\n"):
-            report.fail(v.state.next_seq + data.count(b"\n"), "malformed",
-                        f"{path}: the last line is cut off")
+            seq = v.state.next_seq + data.count(b"\n")
+            cut = len(data) - data.rfind(b"\n") - 1
+            if live and i == len(files) - 1 and path.name == "audit.jsonl":
+                report.partial_last_line = {"seq": seq, "bytes": cut}
+            else:
+                report.fail(seq, "malformed", f"{path}: the last line is cut off")
             data = data[:data.rfind(b"\n") + 1]
         for line in data.split(b"\n")[:-1]:
             if not v.feed(line):
@@ -218,6 +231,7 @@ def check_key_state(report: Report, state_dir: Path) -> None:
         checkpoint_key_path,
         key_state_path,
         last_checkpoint_line,
+        one_batch,
         read_checkpoint_state,
     )
     from secops.errors import IntegrityError
@@ -232,6 +246,12 @@ def check_key_state(report: Report, state_dir: Path) -> None:
     if next_seq > end:
         report.fail(end, "truncated", f"the MAC key has moved on to record {next_seq}, but "
                     f"the log ends at record {end - 1}: records were cut off")
+    elif next_seq < end and not one_batch(state_dir / "audit" / "audit.jsonl", next_seq,
+                                          end - 1):
+        # a crash after a batch's fsync leaves the key that batch behind, never more
+        report.fail(next_seq, "rollback", f"the audit MAC key state is at record {next_seq} "
+                    f"but the log goes on to record {end - 1}, written at different times: "
+                    "an earlier copy of the key state was put back")
     cc = report.chain_check
     if cc is None or cc.problem is not None:
         return  # the chain itself is already reported broken

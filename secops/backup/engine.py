@@ -199,12 +199,18 @@ class Engine:
 
     def backup_target(self, target: Target, reason: str, extra_tags: tuple[str, ...] = (),
                       on_progress: Callable[[Progress], None] | None = None,
-                      built: Built | None = None) -> tuple[TargetResult, Built | None]:
-        """One target; re-run (bounded) while files change under the running backup."""
+                      built: Built | None = None, *, unlock_first: bool = False
+                      ) -> tuple[TargetResult, Built | None]:
+        """One target; re-run (bounded) while files change under the running backup.
+        ``unlock_first``: remove stale locks first (the daemon's first backup of a target:
+        a restic killed with the last daemon, by kill -9 or the OOM killer, left its lock)."""
         start = time.monotonic()
         warnings: list[str] = []
+        repo: Repo | None = None
         try:
             repo = self.open(target)
+            if unlock_first:
+                self.restic.unlock(repo)
             tags = snapshot_tags(self.cfg.office.code, reason, extra_tags)
             audit_dir = StateDir(Path(self.cfg.paths.state_dir)).audit
             state = StateDir(Path(self.cfg.paths.state_dir))
@@ -227,6 +233,11 @@ class Engine:
                                 + ("backed up again" if attempt < STABILITY_RETRIES else
                                    "the next backup will include the new content"))
         except SecopsError as e:
+            if isinstance(e, BackupStalled) and repo is not None:
+                # a restic that had to be killed leaves its lock, which a person's plain
+                # `restic check` then refuses: remove it (restic removes stale ones only)
+                with contextlib.suppress(SecopsError):
+                    self.restic.unlock(repo)
             return TargetResult(target.name, ok=False, duration_s=time.monotonic() - start,
                                 error=str(e), exit_code=e.exit_code,
                                 stalled=isinstance(e, BackupStalled)), None
@@ -238,8 +249,8 @@ class Engine:
 
     def backup(self, target_name: str | None = None, reason: str = "manual",
                extra_tags: tuple[str, ...] = (),
-               on_progress: Callable[[str, Progress], None] | None = None
-               ) -> list[TargetResult]:
+               on_progress: Callable[[str, Progress], None] | None = None,
+               unlock_first: bool = False) -> list[TargetResult]:
         """Back up every (or one) target; each result says ok or why not."""
         if reason not in REASONS:
             raise UsageError(f"unknown backup reason {reason!r} (one of {', '.join(REASONS)})")
@@ -248,7 +259,8 @@ class Engine:
         extra_tags = (*extra_tags, *self.audit_anchor())
         for target in select_targets(self.cfg, target_name):
             cb = _bind(on_progress, target.name)
-            result, fresh = self.backup_target(target, reason, extra_tags, cb, built)
+            result, fresh = self.backup_target(target, reason, extra_tags, cb, built,
+                                               unlock_first=unlock_first)
             built = fresh or built
             results.append(result)
         return results

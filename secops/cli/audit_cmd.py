@@ -66,7 +66,8 @@ def verify_cmd(app: AppContext, log_path: Path | None, checkpoints: Path | None,
         report = verify_excerpt(folder, public_key=pub, roots=roots, initial_key=initial)
     else:
         report = verify(folder, checkpoints=checkpoints, public_key=pub, roots=roots,
-                        initial_key=initial, offsite=anchors, log_file=log_file)
+                        initial_key=initial, offsite=anchors, log_file=log_file,
+                        live=own and state_dir is not None)
     if own and state_dir is not None:
         check_key_state(report, state_dir)
     doc = report.as_json()

@@ -45,7 +45,13 @@ def run_with_logging(path: Path, log_json: bool, polling: bool = False) -> int:
     return run_daemon(lambda: load_config(path), log, force_polling=polling)
 
 
-def _daemon_state(info: dict[str, str | None]) -> str:
+def _daemon_state(info: dict[str, str | None], kept: dict[str, Any] | None = None) -> str:
+    if kept is not None and kept.get("heartbeat") and kept.get("pid"):
+        # state.db cannot take the heartbeat: the fallback file has it
+        newer = str(kept["heartbeat"]) > str(info.get("heartbeat") or "")
+        if newer:
+            info = {"status": "running", "heartbeat": str(kept["heartbeat"]),
+                    "pid": str(kept["pid"])}
     if info.get("status") != "running" or not info.get("heartbeat") or not info.get("pid"):
         return "stopped"
     beat = datetime.fromisoformat(str(info["heartbeat"]).replace("Z", "+00:00"))
@@ -60,23 +66,47 @@ def _daemon_state(info: dict[str, str | None]) -> str:
     return "running"
 
 
+def _kept_outside(cfg: Any, kept: dict[str, Any] | None
+                  ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """What the daemon could not record in state.db (its disk full, the database damaged):
+    the failure, and its alerts newest first (``secops/daemon/fallback.py``)."""
+    from secops.daemon import fallback
+
+    if kept is None:
+        return None, []
+    alerts = [{"time": a.get("time"), "kind": a.get("kind"),
+               "score": (a.get("details") or {}).get("score"),
+               "paths": (a.get("details") or {}).get("paths", []),
+               "details": {**(a.get("details") or {}), "kept_outside": True}}
+              for a in reversed(kept["alerts"]) if isinstance(a, dict)]
+    failure = {"since": kept.get("since"), "heartbeat": kept.get("heartbeat"),
+               "kinds": sorted({str(a["kind"]) for a in alerts
+                                if str(a["kind"]).startswith("state.")}),
+               "file": str(fallback.path_for(cfg.paths.state_dir))}
+    return failure, alerts
+
+
 def status_doc(app: AppContext) -> dict[str, Any]:
     from secops.daemon.state import StateDB
 
     cfg = app.config()
     db_path = Path(cfg.paths.state_dir) / "state.db"
+    from secops.daemon import fallback
+
+    kept = fallback.read(cfg.paths.state_dir)
+    failure, kept_alerts = _kept_outside(cfg, kept)
     if not db_path.exists():
         return {"daemon": "stopped",
                 "targets": {t.name: {"last_snapshot_time": None, "last_ok": None,
                                      "last_error": None, "backing_up_since": None,
                                      "last_progress": None, "stalled": False}
                             for t in cfg.backup.targets},
-                "pending_changes": 0, "open_incidents": 0, "alerts": [],
-                "integrity_monitor": _monitor(None, "stopped")}
+                "pending_changes": 0, "open_incidents": 0, "alerts": kept_alerts,
+                "state_failure": failure, "integrity_monitor": _monitor(None, "stopped")}
     db = StateDB(db_path)
     try:
         targets = {}
-        daemon = _daemon_state(db.daemon_info())
+        daemon = _daemon_state(db.daemon_info(), kept)
         live = db.targets_live() if daemon == "running" else {}
         for t in cfg.backup.targets:
             st = db.target(t.name)
@@ -91,6 +121,7 @@ def status_doc(app: AppContext) -> dict[str, Any]:
         alerts = [{"time": e["time"], "kind": e["kind"], "score": e["details"].get("score"),
                    "paths": e["details"].get("paths", []), "details": e["details"]}
                   for e in db.recent_events(20)]
+        alerts = kept_alerts + alerts
         from secops.playbooks.incidents import IncidentStore
 
         store = IncidentStore(db_path, cfg.office.code)
@@ -100,7 +131,8 @@ def status_doc(app: AppContext) -> dict[str, Any]:
             store.close()
         return {"daemon": daemon, "targets": targets,
                 "pending_changes": db.pending_count(), "open_incidents": open_incidents,
-                "alerts": alerts, "integrity_monitor": _monitor(db.monitor_info(), daemon)}
+                "alerts": alerts, "state_failure": failure,
+                "integrity_monitor": _monitor(db.monitor_info(), daemon)}
     finally:
         db.close()
 
@@ -126,6 +158,11 @@ def status(app: AppContext, as_json: bool) -> int:
     con = console()
     con.print(f"daemon: {doc['daemon']}; pending changes: {doc['pending_changes']}; "
               f"open incidents: {doc['open_incidents']}")
+    failure = doc.get("state_failure")
+    if failure:
+        con.print(f"  [bold red]STATE NOT RECORDED[/] since {_local(failure['since'])}: "
+                  f"{', '.join(failure['kinds']) or 'state.db failing'}; alerts are kept in "
+                  f"{failure['file']} and the journal (journalctl -u secops)")
     mon = doc["integrity_monitor"]
     if doc["daemon"] == "running" and mon["error"]:
         from rich.markup import escape

@@ -128,6 +128,6 @@ def verify_own_audit_log(cfg: Config) -> dict[str, Any]:
     pub = load_public_key(state.ed25519_pub) if state.ed25519_pub.exists() else None
     root = audit_root_path(state.root)
     report = verify(state.audit, public_key=pub,
-                    roots=[load_public_key(root)] if root.exists() else [])
+                    roots=[load_public_key(root)] if root.exists() else [], live=True)
     check_key_state(report, state.root)
     return report.as_json()

@@ -10,6 +10,7 @@ change stays out of a target too long, runs the schedules, pings systemd.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import signal
@@ -27,12 +28,14 @@ from secops.backup.engine import Engine
 from secops.clock import Clock, SystemClock, iso_epoch, iso_utc
 from secops.config.schema import Config
 from secops.daemon import notify
+from secops.daemon.fallback import STATE_FAILURES, Fallback, classify
 from secops.daemon.jobs import Done, Job, Worker
 from secops.daemon.metrics import write_metrics
 from secops.daemon.plan import build_schedule
 from secops.daemon.state import StateDB, record_results
 from secops.errors import ConfigError, OperationalError, SecopsError
 from secops.layout import StateDir
+from secops.pathtext import dumps as pathtext_dumps
 from secops.watch.debounce import Debouncer
 from secops.watch.observer import Change, Watcher, inotify_headroom
 
@@ -71,10 +74,16 @@ class Service:
         self.progress: dict[str, float] = {}  # target -> monotonic time of its last progress
         self.unprotected: dict[str, float] = {}  # target -> monotonic time a change waits since
         self.stall_alerted: set[str] = set()  # backup.stalled raised, until synced again
+        self.restic_seen: set[str] = set()  # targets whose running restic has reported
+        self.unlocked: set[str] = set()  # targets whose stale locks were removed since start
         self.wall_offset = time.time() - time.monotonic()  # its jumps are clock steps
         db_path = StateDir(Path(self.cfg.paths.state_dir)).root / "state.db"
         self.state_was_empty = not db_path.exists() or db_path.stat().st_size == 0
         self.db = StateDB(db_path, office=self.cfg.office.code)
+        # where alerts go while state.db or its disk fails (the journal, /run/secops)
+        self.fallback = Fallback(self.cfg.paths.state_dir)
+        self.state_failed_at: float | None = None  # monotonic time of the last failure
+        self.told_directly: dict[str, float] = {}  # kind -> monotonic time of the message
         self.debouncer = Debouncer(self.cfg.backup.debounce_seconds,
                                    self.cfg.backup.max_delay_seconds)
         self.watcher: Watcher | None = None
@@ -142,8 +151,11 @@ class Service:
                 self.scheduler.run_pending()
             except (SecopsError, OSError, sqlite3.Error) as e:
                 # The one place the loop catches: log, alert if we can, keep running.
-                self.log("ERROR", f"daemon loop: {e}")
-                self._alert("daemon.error", "high", {"error": str(e)})
+                if classify(e) is not None:
+                    self._state_failed(e)  # state.db or its disk: said elsewhere
+                else:
+                    self.log("ERROR", f"daemon loop: {e}")
+                    self._alert("daemon.error", "high", {"error": str(e)})
                 self.stop_requested.wait(1.0)
         return self._shutdown()
 
@@ -152,6 +164,94 @@ class Service:
             self.db.add_event(iso_utc(self.clock.now()), kind, "daemon", severity, details)
         except sqlite3.Error as e:  # e.g. the disk under state_dir is full
             self.log("ERROR", f"cannot record alert {kind}: {e}")
+            self._state_failed(e, (kind, severity, details))
+
+    def _state_failed(self, e: BaseException,
+                      alert: tuple[str, str, dict[str, Any]] | None = None) -> None:
+        """state.db or the disk under it fails: ``state.disk_full`` or ``state.corrupt``
+        (once per episode) and any alert that could not be recorded go to the journal and
+        the fallback file, and once an hour straight to the recipients (the outbox is on
+        the failed disk). Replayed into state.db when it takes writes again."""
+        kind = classify(e) or "state.corrupt"
+        now = iso_utc(self.clock.now())
+        mono = self.clock.monotonic()
+        self.state_failed_at = mono
+        if kind not in self.fallback.kinds():
+            self.log("ERROR", f"{kind}: {self.db.path}: {e}; until it takes writes again, "
+                     f"alerts are kept in {self.fallback.path} and this journal")
+            self.fallback.add(now, kind, STATE_FAILURES[kind],
+                              {"error": str(e), "paths": [str(self.db.path)]})
+            if mono - self.told_directly.get(kind, -DIRECT_EVERY_S) >= DIRECT_EVERY_S:
+                self.told_directly[kind] = mono
+                self._tell_directly(kind, str(e))
+        if alert is not None:
+            a_kind, severity, details = alert
+            self.log("ERROR", f"alert {a_kind} ({severity}) kept outside state.db: "
+                     f"{pathtext_dumps(details)}")
+            self.fallback.add(now, a_kind, severity, details)
+        else:
+            self.fallback.beat(now)
+
+    def _tell_directly(self, kind: str, error: str) -> None:
+        """The failure in one message to every recipient, in a thread (SMTP may hang)."""
+        from secops.playbooks.notify import send_direct
+
+        cfg = self.cfg
+        what = {"state.disk_full": "hết dung lượng đĩa / state disk full",
+                "state.corrupt": "hỏng / damaged"}[kind]
+        subject = f"[secops] {cfg.office.code}: cơ sở dữ liệu trạng thái {what}"
+        body = (f"secops trên máy chủ của {cfg.office.name} không ghi được cơ sở dữ liệu "
+                f"trạng thái ({self.db.path}): {error}.\n"
+                "Cảnh báo được giữ tạm trong /run/secops và nhật ký hệ thống (journalctl -u "
+                "secops). Đề nghị kiểm tra ngay: df -h; secops status.\n\n"
+                f"secops on the server of {cfg.office.name} cannot write its state database "
+                f"({self.db.path}): {error}. Alerts are kept in /run/secops and the journal "
+                "until it can. Check now: df -h; secops status.")
+
+        def work() -> None:
+            for r in send_direct(cfg, subject, body):
+                self.log("INFO" if r.get("ok") else "ERROR",
+                         f"{kind} told directly over {r.get('channel', '?')}: "
+                         f"{'sent' if r.get('ok') else r.get('error')}")
+
+        threading.Thread(target=work, daemon=True, name="secops-tell").start()
+
+    def _check_state_disk(self) -> None:
+        """A state disk with next to no room left is full already: SQLite may still fit a
+        heartbeat into its WAL while the manifests, the restic cache and the audit log no
+        longer fit (each backup then fails with a reason nobody reads)."""
+        import shutil
+
+        free = shutil.disk_usage(self.db.path.parent).free
+        if free < STATE_FREE_MIN_BYTES:
+            raise OSError(errno.ENOSPC, f"only {free // 1024} KiB left on the disk under "
+                          f"{self.db.path.parent}")
+
+    def _state_recovered(self) -> None:
+        """state.db takes writes again, with room on its disk: the alerts kept outside it
+        go into its events (the playbooks and the outbox take them from there), and a
+        rescan finds the changes whose record failed."""
+        if not self.fallback.active or (
+                self.state_failed_at is not None and
+                self.clock.monotonic() - self.state_failed_at < RECOVERED_AFTER_S):
+            return
+        import shutil
+
+        if shutil.disk_usage(self.db.path.parent).free < RECOVER_FREE_BYTES:
+            return
+        doc = self.fallback.doc or {}
+        alerts = list(doc.get("alerts", []))
+        for a in alerts:
+            self.db.add_event(str(a["time"]), str(a["kind"]), str(a.get("source", "daemon")),
+                              str(a["severity"]), {**a.get("details", {}), "kept_outside": True})
+        self.db.audit("state.recovered", "daemon", {
+            "since": doc.get("since"), "alerts": len(alerts),
+            "dropped": doc.get("dropped", 0)})
+        self.fallback.clear()
+        self.state_failed_at = None
+        self.log("INFO", f"state.db takes writes again: {len(alerts)} alert(s) kept outside it "
+                 "are recorded; rescanning for changes not recorded meanwhile")
+        self._submit_rescan("state recovered")
 
     def _start_playbooks(self) -> None:
         from secops.playbooks.dispatch import Dispatcher
@@ -547,7 +647,10 @@ class Service:
         self.db.set_targets_live(self._live())
 
     def _backup_work(self, name: str, reason: str) -> Callable[[], Any]:
-        cfg, clock, progress = self.cfg, self.clock, self.progress
+        cfg, clock, progress, seen = self.cfg, self.clock, self.progress, self.restic_seen
+        seen.discard(name)
+        first = name not in self.unlocked  # the first backup since start: stale locks go
+        self.unlocked.add(name)
 
         def work() -> Any:
             engine = Engine.from_config(cfg, clock)
@@ -555,8 +658,9 @@ class Service:
 
             def moved(_target: str, _p: Any) -> None:
                 progress[name] = clock.monotonic()
+                seen.add(name)
 
-            return engine.backup(name, reason=reason, on_progress=moved)
+            return engine.backup(name, reason=reason, on_progress=moved, unlock_first=first)
 
         return work
 
@@ -724,12 +828,37 @@ class Service:
         """Record the heartbeat; ping the systemd watchdog unless the open gate leaves opens
         waiting (a daemon that cannot answer them is killed, WatchdogSec=, and the kernel
         then allows them). False when the ping was held back (try again in a second)."""
-        self.db.heartbeat(iso_utc(self.clock.now()), "running", self._live())
+        try:
+            self._check_state_disk()
+            self.db.heartbeat(iso_utc(self.clock.now()), "running", self._live())
+        except (sqlite3.Error, OSError) as e:
+            if classify(e) is None:
+                raise
+            self._state_failed(e)  # the loop lives: a restart cannot free a disk
+        else:
+            self._state_recovered()
         if self.monitor is not None and not self.monitor.gate_answering():
             self.log("ERROR", "the open gate is not answering: no watchdog ping")
             return False
+        stuck = self._stuck_workers()
+        if stuck:
+            # the stall bound should have ended these backups long ago: a worker that
+            # cannot be stopped is what the watchdog's restart is for
+            self.log("ERROR", f"backup worker(s) of {', '.join(stuck)} stuck past the stall "
+                     "bound: no watchdog ping")
+            return False
         notify.watchdog()
         return True
+
+    def _stuck_workers(self) -> list[str]:
+        """Targets whose running restic has made no progress for well past the bound by
+        which ``process.run``'s guard ends a silent one (SIGINT, then SIGKILL). Only once
+        restic has spoken: the manifest's first hash of a big tree, before it, reports no
+        progress and must not look stuck."""
+        mono = self.clock.monotonic()
+        bound = self.cfg.backup.stall_seconds + process.INTERRUPT_GRACE_S + STUCK_MARGIN_S
+        return sorted(name for name in self.running if name in self.restic_seen and
+                      mono - self.progress.get(name, mono) > bound)
 
     def _live(self) -> dict[str, dict[str, Any]]:
         """Per target: backing up since, last progress (wall times for people), stalled
@@ -756,6 +885,11 @@ class Service:
 
 GATE_SWITCH_INTERVAL_S = 0.0005
 CLOCK_STEP_S = 30.0  # a jump of the wall clock against the monotonic one this big is a step
+DIRECT_EVERY_S = 3600.0  # a state failure told straight to the recipients at most this often
+RECOVERED_AFTER_S = 30.0  # no state failure for this long before the kept alerts go back in
+RECOVER_FREE_BYTES = 16 << 20  # and this much room on the state disk (no flapping)
+STUCK_MARGIN_S = 120.0  # past the stall bound and its grace, a backup worker is stuck
+STATE_FREE_MIN_BYTES = 4 << 20  # less room than this on the state disk is state.disk_full
 
 
 def raise_fd_limit(log: Log) -> None:

@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ class StateDB:
         # finds what the last transactions held.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self.audit_disabled = False  # audit.disabled raised, until a record is sealed again
 
     def close(self) -> None:
         self.db.close()
@@ -188,25 +190,52 @@ class StateDB:
 
     def add_event(self, time_iso: str, kind: str, source: str, severity: str,
                   details: dict[str, Any]) -> None:
+        self._insert_event(time_iso, kind, source, severity, details)
+        self.audit(kind, source, {"severity": severity, "details": details})
+
+    def _insert_event(self, time_iso: str, kind: str, source: str, severity: str,
+                      details: dict[str, Any]) -> None:
         with self.db:
             self.db.execute("INSERT INTO events (time, kind, source, severity, details) "
                             "VALUES (?, ?, ?, ?, ?)",
                             (time_iso, kind, source, severity,
                              pathtext.dumps(details)))
-        self.audit(kind, source, {"severity": severity, "details": details})
 
     def audit(self, kind: str, actor: str, data: dict[str, Any]) -> None:
-        """Into the audit log, when this database belongs to an office; never fatal."""
+        """Into the audit log, when this database belongs to an office; never fatal. A log
+        that cannot be sealed (its key state gone or unreadable) is ``audit.disabled``, and
+        what its writer found wrong (records cut off, the key rolled back) is
+        ``audit.tampered``: events, alerted, never only a line on stderr."""
         if self.office is None:
             return
         from secops.audit import actor_cli, record
-        from secops.errors import SecopsError
+        from secops.errors import IntegrityError, SecopsError
 
         try:
             record(self.path.parent, self.office, kind, data,
-                   actor_cli() if actor == "cli" else actor)
+                   actor_cli() if actor == "cli" else actor,
+                   on_tampered=lambda found: self._audit_alert("audit.tampered", found))
+        except IntegrityError as e:
+            sys.stderr.write(f"secops: cannot write the audit log: {e}\n")
+            if not self.audit_disabled:
+                self.audit_disabled = True  # once per episode
+                self._audit_alert("audit.disabled", {"error": e.message, "lost": kind})
+            return
         except (SecopsError, OSError) as e:
             sys.stderr.write(f"secops: cannot write the audit log: {e}\n")
+            return
+        self.audit_disabled = False
+
+    def _audit_alert(self, kind: str, details: dict[str, Any]) -> None:
+        from secops.clock import iso_epoch
+
+        paths = [str(self.path.parent / "audit" / "audit.jsonl")]
+        first_bad = details.get("records_missing_from", details.get("key_was_at"))
+        try:
+            self._insert_event(iso_epoch(time.time()), kind, "secops", "critical",
+                               {"first_bad_seq": first_bad, **details, "paths": paths})
+        except sqlite3.Error as e:
+            sys.stderr.write(f"secops: cannot record {kind}: {e}\n")
 
     def last_event_id(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])

@@ -194,13 +194,7 @@ class Outbox:
             return self._sent(m, warning)
 
     def _deliver(self, m: Message) -> str | None:
-        if m.channel == "email":
-            return send_email(self.cfg, m)
-        if m.channel == "webhook":
-            post_webhook(self.cfg, m)
-        else:
-            drop_file(self.cfg, m)
-        return None
+        return deliver(self.cfg, m)
 
     def _sent(self, m: Message, warning: str | None) -> dict[str, Any]:
         m.attempts += 1
@@ -280,6 +274,38 @@ class Outbox:
 
 
 # ---------------------------------------------------------------- routing
+
+
+def deliver(cfg: Config, m: Message) -> str | None:
+    """One try of one message on its channel; ``DeliveryError`` when it fails."""
+    if m.channel == "email":
+        return send_email(cfg, m)
+    if m.channel == "webhook":
+        post_webhook(cfg, m)
+    else:
+        drop_file(cfg, m)
+    return None
+
+
+def send_direct(cfg: Config, subject: str, body: str) -> list[dict[str, Any]]:
+    """One try now to every recipient group and webhook, past the outbox: for an alert
+    raised when the disk the outbox lives on has failed (nothing is queued or kept)."""
+    names = [*cfg.notify.recipients, *cfg.notify.webhooks]
+    if not names:
+        return []
+    try:
+        plan = route(cfg, names)
+    except SecopsError as e:
+        return [{"ok": False, "error": e.message}]
+    results = []
+    for channel, to in plan:
+        m = Message(id=secrets.token_hex(8), created=time.time(), channel=channel, to=to,
+                    subject=display(subject), body=display(local_times(body)))
+        try:
+            results.append(_result(m, True, deliver(cfg, m), False))
+        except DeliveryError as e:
+            results.append(_result(m, False, e.message, False))
+    return results
 
 
 def route(cfg: Config, to: Sequence[str] | str) -> list[tuple[Channel, list[str]]]:

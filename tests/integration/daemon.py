@@ -102,10 +102,12 @@ def restored_content(office: Office, target: str, path: Path, out: Path) -> byte
     return (out / str(path).lstrip("/")).read_bytes()
 
 
-def restic_check(office: Office, target_repo: str, target: str) -> subprocess.CompletedProcess[str]:
+def restic_check(office: Office, target_repo: str, target: str,
+                 extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ["PATH"], "HOME": str(office.root),
            "RESTIC_PASSWORD_FILE": str(office.password_file(target)),
-           "RESTIC_REPOSITORY": target_repo, "RESTIC_CACHE_DIR": str(office.root / "chk-cache")}
+           "RESTIC_REPOSITORY": target_repo, "RESTIC_CACHE_DIR": str(office.root / "chk-cache"),
+           **(extra_env or {})}
     (office.root / "chk-cache").mkdir(exist_ok=True)
     # A restic killed with its parent leaves a stale lock; `unlock` removes only stale ones,
     # as secops itself does before it retries an exclusive operation.

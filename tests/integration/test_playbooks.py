@@ -126,6 +126,7 @@ def test_dry_runs_touch_nothing(office: Office, smtp_server: SmtpServer,
     ("backup-failing", {"vanphong@tan-ky.test"}),
     ("target-unreachable", {"vanphong@tan-ky.test"}),
     ("backup-stalled", {"vanphong@tan-ky.test"}),
+    ("state-failed", {"vanphong@tan-ky.test"}),
     ("protected-file-changed", {"vanphong@tan-ky.test"}),
 ])
 def test_real_run_opens_an_incident_and_notifies(office: Office, smtp_server: SmtpServer,

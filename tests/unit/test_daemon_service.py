@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from secops import process
 from secops.config.loader import parse_config
 from secops.daemon import service as service_mod
 from secops.daemon.jobs import Done, Job
@@ -213,3 +214,63 @@ def test_the_interval_schedules_follow_a_step_of_the_clock(
         assert abs((before[id(j)] - j.next_run).total_seconds() - 3600) < 5
     for j in daily:
         assert j.next_run == before[id(j)]
+
+
+class Mono:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_backup_silent_past_every_bound_withholds_the_watchdog_ping(
+        service: Service) -> None:
+    """A restic the guard failed to end (no progress far past stall_seconds) holds back the
+    ping, so systemd restarts the daemon; the twins: a quiet manifest build before restic
+    has spoken, and a backup within its bound, do not."""
+    clock = Mono()
+    service.clock.monotonic = clock.monotonic  # type: ignore[method-assign]
+    service.running["local"] = time.time()
+    service.progress["local"] = clock.now
+    bound = service.cfg.backup.stall_seconds + process.INTERRUPT_GRACE_S + \
+        service_mod.STUCK_MARGIN_S
+    clock.now += bound + 1
+    assert service._stuck_workers() == []  # restic has not spoken: the manifest's hash
+    service.restic_seen.add("local")
+    assert service._stuck_workers() == ["local"]
+    assert service._heartbeat() is False
+    service.progress["local"] = clock.now - 10  # moving again
+    assert service._stuck_workers() == [] and service._heartbeat() is True
+
+
+def test_a_state_failure_is_kept_outside_and_recorded_once_the_state_takes_writes(
+        service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from secops.daemon import fallback
+
+    monkeypatch.setattr(fallback, "RUN_DIR", tmp_path / "run")
+    service.fallback = fallback.Fallback(service.cfg.paths.state_dir)
+    told: list[str] = []
+    monkeypatch.setattr(service, "_tell_directly", lambda kind, error: told.append(kind))
+    rescans: list[str] = []
+    monkeypatch.setattr(service, "_submit_rescan", rescans.append)
+    clock = Mono()
+    service.clock.monotonic = clock.monotonic  # type: ignore[method-assign]
+    full = sqlite3.OperationalError("database or disk is full")
+    service._state_failed(full, ("backup.failed", "medium", {"target": "local"}))
+    service._state_failed(full)  # the same episode: said once
+    doc = fallback.read(service.cfg.paths.state_dir)
+    assert doc is not None
+    assert [a["kind"] for a in doc["alerts"]] == ["state.disk_full", "backup.failed"]
+    assert told == ["state.disk_full"]
+    assert kinds(service) == []  # nothing reached state.db meanwhile
+    service._state_recovered()  # too soon after the failure: kept
+    assert fallback.read(service.cfg.paths.state_dir) is not None
+    clock.now += service_mod.RECOVERED_AFTER_S + 1
+    service._state_recovered()
+    assert fallback.read(service.cfg.paths.state_dir) is None
+    assert sorted(kinds(service)) == ["backup.failed", "state.disk_full"]
+    assert all(e["details"]["kept_outside"] for e in service.db.recent_events())
+    assert rescans == ["state recovered"]  # finds the changes whose record failed
