@@ -32,7 +32,7 @@ from secops.daemon.fallback import STATE_FAILURES, Fallback, classify
 from secops.daemon.jobs import Done, Job, Worker
 from secops.daemon.metrics import write_metrics
 from secops.daemon.plan import build_schedule
-from secops.daemon.state import StateDB, record_results
+from secops.daemon.state import StateDB, TargetState, record_results
 from secops.errors import ConfigError, OperationalError, SecopsError
 from secops.layout import StateDir
 from secops.pathtext import dumps as pathtext_dumps
@@ -515,7 +515,7 @@ class Service:
                 paths.update(p for p in (change.path, change.dest) if p)
         paths.discard("")
         if paths:
-            self.db.record_changes(paths, self.db.stamp(time.time()))
+            self.db.record_changes(paths, time.time(), stamp=True)
             self.debouncer.change(self.clock.monotonic())
         if rescans:
             self._submit_rescan("overflow or watch failure")
@@ -553,15 +553,16 @@ class Service:
     def _retry_failing(self) -> None:
         now = time.time()
         due = []
+        rows = {t.name: self.db.target(t.name) for t in self.cfg.backup.targets}
         for t in self.cfg.backup.targets:
-            st = self.db.target(t.name)
+            st = rows[t.name]
             if st.next_retry is not None and not self._retry_waits(st.next_retry, now) and \
                     t.name not in self.running:
                 due.append(t.name)
             self._alert_outage(t.name, st.failing_since, st.alerted, st.last_error, now)
         if due:
             self._submit_backup(due, "change")
-        self._watch_unprotected()
+        self._watch_unprotected(rows)
 
     def _retry_waits(self, next_retry: float | None, now: float) -> bool:
         """A failing target's retry time is still ahead; one further ahead than the longest
@@ -587,7 +588,7 @@ class Service:
                  "follow it, changes and backups stay in order")
         self.db.audit("clock.stepped", "daemon", {"seconds": round(step, 3)})
 
-    def _watch_unprotected(self) -> None:
+    def _watch_unprotected(self, rows: dict[str, TargetState]) -> None:
         """``backup.stalled`` once per target when a watched change has waited longer than
         ``daemon.unprotected_alert_minutes`` for it, whatever holds it back (a hung
         server, a failing disk, a bug): silence itself is the alert. Timed on the monotonic
@@ -596,7 +597,7 @@ class Service:
         last = self.db.last_change()
         bound = self.cfg.daemon.unprotected_alert_minutes * 60
         for t in self.cfg.backup.targets:
-            st = self.db.target(t.name)
+            st = rows[t.name]
             if (st.synced_at or 0.0) >= last or self.missing_roots:
                 self.unprotected.pop(t.name, None)
                 self.stall_alerted.discard(t.name)
@@ -734,7 +735,7 @@ class Service:
             if changed:
                 self.log("INFO", f"rescan ({done.job.info.get('why')}): {len(changed)} "
                          "changed file(s)")
-                self.db.record_changes(changed, self.db.stamp(time.time()))
+                self.db.record_changes(changed, time.time(), stamp=True)
                 self.debouncer.change(self.clock.monotonic())
             elif done.job.info.get("why") == "start" and self._needing_backup():
                 self.debouncer.change(self.clock.monotonic())  # an interrupted backup

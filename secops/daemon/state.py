@@ -95,11 +95,17 @@ class StateDB:
 
     # -- changes ---------------------------------------------------------------------------
 
-    def record_changes(self, paths: Iterable[str], when: float) -> int:
-        rows = [(pathtext.encode(p), when) for p in paths]
-        if not rows:
+    def record_changes(self, paths: Iterable[str], when: float, *, stamp: bool = False
+                       ) -> int:
+        """``stamp``: ``when`` is the wall time now, ordered by :meth:`stamp` in the same
+        transaction (one commit per drained burst, on the path an honest save waits for)."""
+        encoded = [pathtext.encode(p) for p in paths]
+        if not encoded:
             return 0
         with self.db:
+            if stamp:
+                when = self._next_stamp(when)
+            rows = [(p, when) for p in encoded]
             self.db.executemany(
                 "INSERT INTO pending VALUES (?, ?) ON CONFLICT(path) DO UPDATE SET "
                 "last_seen = excluded.last_seen", rows)
@@ -112,9 +118,12 @@ class StateDB:
         stepped back since, so a change made after a backup never looks older than it and is
         never skipped (a backward step of an hour stopped every backup for that hour)."""
         with self.db:
-            last = float(self._get("stamp") or 0.0)
-            when = now if now > last else last + 0.001
-            self._set("stamp", repr(when))
+            return self._next_stamp(now)
+
+    def _next_stamp(self, now: float) -> float:
+        last = float(self._get("stamp") or 0.0)
+        when = now if now > last else last + 0.001
+        self._set("stamp", repr(when))
         return when
 
     def last_change(self) -> float:

@@ -71,14 +71,20 @@ if TYPE_CHECKING:
     from secops.backup.models import Snapshot
     from secops.backup.restic import Repo
 
-__all__ = ["CONTAINMENT_KINDS", "DETECTION_KINDS", "RPO_BOUNDS", "build", "default_week",
-           "deliver", "fmt_bytes", "fmt_duration", "fmt_percent", "gap_stats", "mail_text",
-           "parse_week", "paths_for", "pdf_meta", "render_html", "run_weekly", "signed_report",
-           "success_rate", "view", "week_bounds", "write_weekly"]
+__all__ = [
+    "CONTAINMENT_KINDS", "DETECTION_KINDS", "RPO_BOUNDS", "SERVICE_KINDS", "build",
+    "default_week", "deliver", "fmt_bytes", "fmt_duration", "fmt_percent", "gap_stats",
+    "mail_text", "parse_week", "paths_for", "pdf_meta", "render_html", "run_weekly",
+    "signed_report", "success_rate", "view", "week_bounds", "write_weekly",
+]
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 DETECTION_KINDS = ("integrity.unauthorized_change", "ransomware.suspected", "canary.touched")
 CONTAINMENT_KINDS = ("integrity.frozen", "integrity.unfrozen")
+# protection interrupted: the daemon could not back up, watch, detect or record for a while
+SERVICE_KINDS = ("backup.stalled", "target.unreachable", "state.lost", "state.disk_full",
+                 "state.corrupt", "audit.disabled", "config.reload_failed", "daemon.error",
+                 "integrity.monitor_stopped", "watch.folder_missing", "watch.degraded")
 RPO_BOUNDS = (60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)   # bins: < 1 min ... >= 1 day
 REASONS = ("change", "schedule", "manual", "incident", "pre_restore", "other")
 EVENT_ROWS = 40
@@ -182,6 +188,7 @@ def build(cfg: Config, week: str | None, clock: Clock, tz: tzinfo | None = None
             "generated": iso_utc(now),
             "backups": backups,
             "integrity": _integrity(db, span),
+            "service": _service(db, span),
             "incidents": _incidents(cfg, state, db, span),
             "drills": _drills(state, db, span, listings),
             "audit": _audit_status(cfg, db, span),
@@ -345,7 +352,8 @@ def _backups(cfg: Config, db: sqlite3.Connection | None, span: tuple[float, floa
 
 
 def _events(db: sqlite3.Connection | None, span: tuple[float, float],
-            kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+            kinds: tuple[str, ...], keep: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The events of ``kinds`` in the span; ``keep``: details copied as they are."""
     lo, hi = _iso_span(span)
     marks = ", ".join("?" * len(kinds))           # placeholders only: the kinds are bound
     sql = ("SELECT time, kind, source, severity, details FROM events "  # noqa: S608
@@ -358,8 +366,19 @@ def _events(db: sqlite3.Connection | None, span: tuple[float, float],
         paths = [display(decode(p)) for p in details.get("paths", []) if isinstance(p, str)]
         items.append({"time": r["time"], "kind": r["kind"], "severity": r["severity"],
                       "source": r["source"], "files": len(paths), "paths": paths[:3],
-                      "score": details.get("score")})
+                      "score": details.get("score"),
+                      **{k: details.get(k) for k in keep}})
     return items
+
+
+def _service(db: sqlite3.Connection | None, span: tuple[float, float]) -> dict[str, Any]:
+    """The week's interruptions of protection (a backup stalled, a target unreachable,
+    the state disk full, the audit log unsealable...), counted from state.db's events."""
+    items = _events(db, span, SERVICE_KINDS, keep=("target", "error"))
+    counts = dict.fromkeys(SERVICE_KINDS, 0)
+    for i in items:
+        counts[i["kind"]] += 1
+    return {"counts": counts, "total": len(items), "events": items[:EVENT_ROWS]}
 
 
 def _integrity(db: sqlite3.Connection | None, span: tuple[float, float]) -> dict[str, Any]:

@@ -110,6 +110,32 @@ def _integrity_view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
             "containment_events": [_event_row(e, lang) for e in held["events"]]}
 
 
+def _service_view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
+    """Interruptions of protection: each event, and what it was about (target, error)."""
+    t, w = _t(lang), words(lang)
+    sv = doc.get("service") or {"counts": {}, "total": 0, "events": []}
+    rows = []
+    for e in sv["events"]:
+        about = "; ".join(str(x) for x in (e.get("target"), e.get("error")) if x)
+        if len(about) > 160:
+            about = about[:157] + "..."
+        rows.append({"time": fmt_time(e["time"], lang), "kind": w.event(e["kind"]),
+                     "severity": w.severity(e["severity"]), "about": about})
+    return {"events": rows, "total": sv["total"],
+            "counts": [(w.event(k), n) for k, n in sv["counts"].items() if n],
+            "more": t["more"].format(n=sv["total"] - len(rows)) if sv["total"] > len(rows)
+            else ""}
+
+
+def _service_summary(v: dict[str, Any], lang: str) -> str:
+    t = _t(lang)
+    sv = v["service"]
+    if not sv["total"]:
+        return t["sum_service_none"]
+    kinds = ", ".join(t["reason_item"].format(n=n, what=label) for label, n in sv["counts"])
+    return t["sum_service_text"].format(n=sv["total"]) + f" ({kinds})"
+
+
 def _incident_rows(doc: dict[str, Any], lang: str) -> list[dict[str, Any]]:
     t, w = _t(lang), words(lang)
     return [{"id": x["id"], "kind": w.event(x["kind"]), "severity": w.severity(x["severity"]),
@@ -309,6 +335,8 @@ def _summary(doc: dict[str, Any], lang: str, v: dict[str, Any]) -> list[dict[str
         {"label": t["sum_rpo"], "status": "na", "text": fmt_duration(rpo_max, lang)},
         {"label": t["sum_integrity"], "status": _status(doc["integrity"]["total"] == 0),
          "text": _integrity_summary(doc, lang)},
+        {"label": t["sum_service"], "status": _status(v["service"]["total"] == 0),
+         "text": _service_summary(v, lang)},
         {"label": t["sum_incidents"], "status": _status(open_n == 0),
          "text": t["sum_incidents_text"].format(n=len(inc["items"]), new=inc["opened"],
                                                 open=open_n)},
@@ -364,6 +392,7 @@ def view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
         "day_labels": _day_labels(doc, lang), "revision": _revision(doc, lang),
         "method": t["method"].format(offset=f"{offset[:3]}:{offset[3:]}"),
         "backups": _backup_rows(doc, lang), "integrity": _integrity_view(doc, lang),
+        "service": _service_view(doc, lang),
         "incidents": _incident_rows(doc, lang), "drills": _drill_view(doc, lang),
         "logs": _logs_view(doc, lang), "storage": _storage_view(doc, lang),
         "fingerprint": fingerprint_groups(fpr) if fpr else t["unsigned"],

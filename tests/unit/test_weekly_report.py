@@ -544,3 +544,63 @@ def test_the_drill_table_names_each_snapshot_as_it_is_now(week_state: Config) ->
     assert "9f8e7d6c *" in drills and "a1b2c3d4" not in drills
     assert "không còn trong kho" in drills
     assert "báo cáo diễn tập đã ký ghi mã lúc diễn tập" in drills
+
+
+# -- issue 15: an interruption of protection is in the Monday report --------------------------
+
+
+def test_a_week_without_interruptions_says_so(week_state: Config) -> None:
+    doc = signed(weekly.build(week_state, "2026-W11", MONDAY_0700))
+    assert doc["service"]["total"] == 0
+    assert _summary_of(doc, "vi", "Bảo vệ liên tục") == {
+        "label": "Bảo vệ liên tục", "status": "good", "text": "không có gián đoạn"}
+    assert _summary_of(doc, "en", "Continuous protection")["text"] == "no interruption"
+    assert "Không có gián đoạn nào trong tuần" in text_of(weekly.render_html(doc, "vi"))
+
+
+def test_interruptions_of_protection_are_counted_from_the_events(week_state: Config) -> None:
+    """A stalled backup, an unreachable target and a full state disk in the week, one stall
+    the week before: the report's counts, rows and summary are state.db's events."""
+    import sqlite3
+
+    state_db = Path(week_state.paths.state_dir) / "state.db"
+    db = StateDB(state_db, office="tan-ky")
+    db.add_event(iso(at(10, 14)), "backup.stalled", "daemon", "high",
+                 {"target": "offsite", "error": "no progress for 300 s"})
+    db.add_event(iso(at(10, 15)), "backup.stalled", "daemon", "high",
+                 {"target": "offsite", "error": "no progress for 300 s"})
+    db.add_event(iso(at(12, 20)), "target.unreachable", "daemon", "high",
+                 {"target": "offsite", "error": "connection refused"})
+    db.add_event(iso(at(13, 1)), "state.disk_full", "daemon", "critical",
+                 {"error": "database or disk is full", "kept_outside": True})
+    db.add_event(iso(at(8, 9)), "backup.stalled", "daemon", "high",
+                 {"target": "local"})           # the Sunday before: not this week
+    db.close()
+    doc = signed(weekly.build(week_state, "2026-W11", MONDAY_0700))
+    start, end, _ = weekly.week_bounds("2026-W11")
+    conn = sqlite3.connect(state_db)
+    marks = ", ".join("?" * len(weekly.SERVICE_KINDS))
+    rows = dict(conn.execute(
+        f"SELECT kind, count(*) FROM events WHERE time >= ? AND time < ? "  # noqa: S608
+        f"AND kind IN ({marks}) GROUP BY kind",
+        (iso(start.timestamp()), iso(end.timestamp()), *weekly.SERVICE_KINDS)).fetchall())
+    conn.close()
+    assert rows == {"backup.stalled": 2, "target.unreachable": 1, "state.disk_full": 1}
+    assert {k: n for k, n in doc["service"]["counts"].items() if n} == rows
+    assert doc["service"]["total"] == sum(rows.values()) == 4
+
+    vi = _summary_of(doc, "vi", "Bảo vệ liên tục")
+    assert vi["status"] == "bad" and vi["text"].startswith("4 lần gián đoạn (")
+    en = _summary_of(doc, "en", "Continuous protection")
+    assert en["status"] == "bad" and en["text"].startswith("4 interruption(s) (")
+    for lang, text in (("vi", vi["text"]), ("en", en["text"])):
+        w = words(lang)
+        listed = ", ".join(f"{n} {w.event(kind)}" for kind, n in doc["service"]["counts"].items()
+                           if n)
+        assert text.endswith(f" ({listed})"), (lang, text)
+        page = text_of(weekly.render_html(doc, lang))
+        section = page[page.index(w.table("weekly")["s_service"]):]
+        section = section[:section.index("2. ")]
+        assert section.count("offsite") == 3 and section.count("connection refused") == 1
+        assert "database or disk is full" in section and "local" not in section
+        assert section.count(w.event("backup.stalled")) == 2
