@@ -6,12 +6,13 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck \
 	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
 	libreoffice-writer-nogui libreoffice-calc-nogui python3-uno imagemagick git zip unzip \
-	samba smbclient libfaketime
+	samba smbclient libfaketime nftables rsyslog
 # the office software the detection tests run: LibreOffice (UNO), ImageMagick, git, zip,
 # and Samba (smbd: the clerks' PCs reach the election folder over its share); libfaketime
-# (a clock step under the real daemon, tests/faults/test_clock_step.py)
+# (a clock step under the real daemon, tests/faults/test_clock_step.py); nftables (the block
+# action) and rsyslog (sshd writing auth.log: tests/integration/test_login_watch.py)
 TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck pdftoppm \
-	soffice mogrify git zip unzip /usr/sbin/smbd
+	soffice mogrify git zip unzip /usr/sbin/smbd /usr/sbin/nft /usr/sbin/rsyslogd
 # reports: WeasyPrint needs Pango; the PDF's Vietnamese needs a font with its glyphs
 LIBS   := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
@@ -34,13 +35,15 @@ deps: ## system programs: through apt when root, else says what is missing
 	  else echo "missing:$$missing; install with: sudo apt-get install $(APT_PACKAGES)"; exit 3; fi; \
 	fi
 
-bench-deps: ## programs only the benchmarks use: AIDE (bench/fim_bench.py), as deps does
-	@if ! command -v aide >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing: aide"; \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends aide; \
-	  else echo "missing: aide; install with: sudo apt-get install aide"; exit 3; fi; \
-	fi
+bench-deps: ## programs only the benchmarks use: AIDE (bench/fim_bench.py), fail2ban (bench/login_bench.py), as deps does
+	@for p in aide:aide fail2ban-regex:fail2ban; do t=$${p%%:*}; pkg=$${p##*:}; \
+	  if ! command -v $$t >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	      echo "installing: $$pkg"; \
+	      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$pkg; \
+	    else echo "missing: $$pkg; install with: sudo apt-get install $$pkg"; exit 3; fi; \
+	  fi; \
+	done
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -72,6 +75,7 @@ bench: deps bench-deps venv
 	$(BIN)/python bench/fim_bench.py
 	$(BIN)/python bench/audit_bench.py
 	$(BIN)/python bench/playbook_bench.py
+	$(BIN)/python bench/login_bench.py
 
 install: ## install on this server as root: /opt/secops, /usr/local/bin/secops, the unit, /etc/secops
 	scripts/install.sh

@@ -18,29 +18,27 @@ def actor_cli() -> str:
 def record(state_dir: str | Path, office: str, kind: str, data: dict[str, Any],
            actor: str | None = None, *,
            on_tampered: Callable[[dict[str, Any]], None] | None = None) -> bool:
-    """Append one record now (durable). False when the log has no key yet (before init);
-    once the office has an audit log, a missing key state is an error, never a quiet skip
-    (deleting the key file would otherwise switch the audit log off). ``on_tampered`` hears
-    what the writer found wrong and wrote into the log (records cut off, the key state
-    rolled back), so it can be alerted."""
+    """Append one record now (durable). False when the log has no key yet (before init).
+    Once the office has an audit log, a missing or unreadable key state is never a quiet
+    skip (deleting the key file would otherwise switch the audit log off): the log goes on
+    under a new key behind a gap record, which verify fails on. ``on_tampered`` hears what
+    the writer found wrong and wrote into the log (records cut off, the key state rolled
+    back or lost), so it can be alerted; stderr hears it too."""
+    import sys
+
     from secops.audit.log import AuditLog, audit_root_path, key_state_path, segments
-    from secops.errors import IntegrityError
     from secops.layout import StateDir
 
     state = Path(state_dir)
-    if not key_state_path(state).exists():
-        if not audit_root_path(state).exists() and not any(
-                p.stat().st_size for p in segments(StateDir(state).audit)):
-            return False
-        raise IntegrityError(
-            f"the audit MAC key state {key_state_path(state)} is gone: no record can be "
-            f"sealed, so '{kind}' is not in the audit log",
-            hint="secops audit verify says what else is missing; if this was not an attack, "
-                 "see docs/threat-model.md (audit log)")
+    if not key_state_path(state).exists() and not audit_root_path(state).exists() and \
+            not any(p.stat().st_size for p in segments(StateDir(state).audit)):
+        return False
     log = AuditLog(state, office)
     log.record(kind, actor or actor_cli(), data)
-    if on_tampered is not None:
-        for note in log.notes:
+    for note in log.notes:
+        sys.stderr.write(f"secops: warning: the audit log: {note.data.get('problem')}: "
+                         f"{note.data.get('detail')}\n")
+        if on_tampered is not None:
             on_tampered(note.data)
     return True
 

@@ -91,7 +91,8 @@ class ChainState:
 @dataclass
 class Problem:
     seq: int            # the first bad sequence number (where the log went wrong)
-    kind: str           # malformed, sequence, chain, mac, truncated, checkpoint, rollback
+    kind: str           # malformed, sequence, chain, mac, truncated, checkpoint, rollback,
+    #                     key_lost (verify.py)
     detail: str
 
 
@@ -108,6 +109,7 @@ class Verifier:
         self.problem: Problem | None = None
         self.records = 0
         self.last_time: str | None = None
+        self.key_lost: list[int] = []  # gap records: the MAC key state was lost there
 
     def feed(self, line: bytes) -> bool:
         """False once a problem is found (and from then on)."""
@@ -137,12 +139,18 @@ class Verifier:
         parts = split_mac(line)
         if parts is None:
             return self._fail(seq, "malformed", f"record {seq} has no MAC at its end")
+        data = rec["data"]
+        gap = rec["kind"] == "audit.tampered" and isinstance(data, dict) and \
+            data.get("problem") == "key_lost"
         if st.key is not None:
             body, mac = parts
-            if not hmac.compare_digest(hmac.digest(st.key, body, "sha256").hex(), mac):
+            if hmac.compare_digest(hmac.digest(st.key, body, "sha256").hex(), mac):
+                st.key = evolve(st.key)
+            elif gap:
+                st.key = None  # sealed under a new key from here on: the chain goes on
+            else:
                 return self._fail(seq, "mac", f"record {seq}: MAC does not match its key: "
                                   "altered, or re-sealed with another key")
-            st.key = evolve(st.key)
         h = line_hash(line)
         if seq in self.want_heads:
             st.heads[seq] = h
@@ -150,6 +158,8 @@ class Verifier:
         st.next_seq = seq + 1
         self.records += 1
         self.last_time = rec["time"]
+        if gap:
+            self.key_lost.append(seq)
         return True
 
     def _fail(self, seq: int, kind: str, detail: str) -> bool:

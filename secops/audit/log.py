@@ -274,8 +274,16 @@ class AuditLog:
             return self.head()
         with self._locked():
             head, partial = read_head(self.folder)
-            next_seq, key = _read_key_state(key_state_path(self.state_dir))
             notes: list[Item] = []
+            try:
+                next_seq, key = _read_key_state(key_state_path(self.state_dir))
+            except (ConfigError, IntegrityError) as e:
+                if head.seq < 0:
+                    raise  # no log yet: init makes its first key
+                # deleted or garbage: the log goes on under a new key, behind a record that
+                # says so (no record is ever skipped; verify fails from here on)
+                next_seq, key = head.seq + 1, os.urandom(32)
+                notes.append(key_lost_note(head.seq, e.message))
             if partial:
                 notes.append(self._drop_partial(partial))
             if next_seq < head.seq + 1:
@@ -415,6 +423,16 @@ class AuditLog:
         target = self.folder / f"audit-{first:010d}-{head.seq:010d}.jsonl"
         os.replace(self.path, target)
         self.path.touch(mode=0o600)
+
+
+def key_lost_note(log_ends_at: int, error: str) -> Item:
+    """The gap record written where the MAC key state was found gone or unreadable."""
+    return Item("audit.tampered", "secops", {
+        "problem": "key_lost", "log_ends_at": log_ends_at, "error": error,
+        "detail": "the audit MAC key state was deleted or made unreadable; records from this "
+                  "one on are sealed under a new key that no escrow holds: the hash chain "
+                  "and the signed checkpoints still vouch for them, their MACs cannot be "
+                  "checked"})
 
 
 def one_batch(path: Path, first: int, last: int) -> bool:

@@ -126,6 +126,10 @@ def verify(folder: Path, *, checkpoints: Path | None = None, public_key: Any = N
     _feed(report, v, [log_file] if log_file is not None else segments(folder), live=live)
     report.records = v.records
     report.state = v.state
+    for seq in v.key_lost[:1]:
+        report.fail(seq, "key_lost", f"record {seq} says the audit MAC key state was lost "
+                    "there: the records from it on are sealed under a new key no escrow "
+                    "holds (the hash chain and the signed checkpoints still vouch for them)")
     end = v.state.next_seq  # the first sequence number the log does not have
     if cc.problem is not None:
         report.fail(cc.problem[0], "checkpoint", cc.problem[1])

@@ -35,6 +35,7 @@ from secops.manifest.store import Built, build_and_sign, changed_since, for_targ
 
 T = TypeVar("T")
 STABILITY_RETRIES = 2
+UNLOCK_TIMEOUT_S = 120.0  # restic unlock, at most (and no longer than a stall)
 REASONS = ("manual", "change", "schedule", "incident")
 
 
@@ -210,7 +211,11 @@ class Engine:
         try:
             repo = self.open(target)
             if unlock_first:
-                self.restic.unlock(repo)
+                # bounded like a backup's silence: a hung server must not hold the target
+                # longer than the backup itself would be allowed to
+                with contextlib.suppress(SecopsError):
+                    self.restic.unlock(repo, timeout=min(UNLOCK_TIMEOUT_S,
+                                                         self.cfg.backup.stall_seconds))
             tags = snapshot_tags(self.cfg.office.code, reason, extra_tags)
             audit_dir = StateDir(Path(self.cfg.paths.state_dir)).audit
             state = StateDir(Path(self.cfg.paths.state_dir))
@@ -233,11 +238,9 @@ class Engine:
                                 + ("backed up again" if attempt < STABILITY_RETRIES else
                                    "the next backup will include the new content"))
         except SecopsError as e:
-            if isinstance(e, BackupStalled) and repo is not None:
-                # a restic that had to be killed leaves its lock, which a person's plain
-                # `restic check` then refuses: remove it (restic removes stale ones only)
-                with contextlib.suppress(SecopsError):
-                    self.restic.unlock(repo)
+            # a stalled restic had to be killed and left its lock: the daemon's next backup
+            # of the target removes it first (unlock_first), not this one, whose server may
+            # still hang
             return TargetResult(target.name, ok=False, duration_s=time.monotonic() - start,
                                 error=str(e), exit_code=e.exit_code,
                                 stalled=isinstance(e, BackupStalled)), None

@@ -153,9 +153,9 @@ class Restic:
         if done.returncode != 0:
             raise self.error(repo, done, "restic init")
 
-    def unlock(self, repo: Repo) -> bool:
+    def unlock(self, repo: Repo, timeout: float = 120.0) -> bool:
         """Remove stale locks only (restic's own judgement). False if the server refused."""
-        done = self._run(repo, ["unlock"], timeout=120)
+        done = self._run(repo, ["unlock"], timeout=timeout)
         return done.returncode == 0
 
     # -- backup ----------------------------------------------------------------------------

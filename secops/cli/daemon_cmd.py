@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from secops.cli.context import AppContext
-from secops.cli.render import console, emit_json
+from secops.cli.render import console, emit_json, error
 from secops.pathtext import display
 
 
@@ -87,8 +87,6 @@ def _kept_outside(cfg: Any, kept: dict[str, Any] | None
 
 
 def status_doc(app: AppContext) -> dict[str, Any]:
-    from secops.daemon.state import StateDB
-
     cfg = app.config()
     db_path = Path(cfg.paths.state_dir) / "state.db"
     from secops.daemon import fallback
@@ -96,13 +94,39 @@ def status_doc(app: AppContext) -> dict[str, Any]:
     kept = fallback.read(cfg.paths.state_dir)
     failure, kept_alerts = _kept_outside(cfg, kept)
     if not db_path.exists():
-        return {"daemon": "stopped",
-                "targets": {t.name: {"last_snapshot_time": None, "last_ok": None,
-                                     "last_error": None, "backing_up_since": None,
-                                     "last_progress": None, "stalled": False}
-                            for t in cfg.backup.targets},
-                "pending_changes": 0, "open_incidents": 0, "alerts": kept_alerts,
-                "state_failure": failure, "integrity_monitor": _monitor(None, "stopped")}
+        return _unknown_doc(cfg, "stopped", kept_alerts, failure)
+    import sqlite3
+
+    try:
+        return _status_from(cfg, db_path, kept, failure, kept_alerts)
+    except sqlite3.DatabaseError as e:
+        if fallback.classify(e) != "state.corrupt":
+            raise
+        # the damage itself is what status must show, with what the daemon kept outside
+        failure = failure or {"since": None, "heartbeat": None, "kinds": ["state.corrupt"],
+                              "file": str(fallback.path_for(cfg.paths.state_dir))}
+        doc = _unknown_doc(cfg, _daemon_state({}, kept), kept_alerts, failure)
+        doc["state_damaged"] = f"{db_path}: {e}"
+        return doc
+
+
+def _unknown_doc(cfg: Any, daemon: str, alerts: list[dict[str, Any]],
+                 failure: dict[str, Any] | None) -> dict[str, Any]:
+    """Status with nothing read from state.db (none yet, or damaged)."""
+    return {"daemon": daemon,
+            "targets": {t.name: {"last_snapshot_time": None, "last_ok": None,
+                                 "last_error": None, "backing_up_since": None,
+                                 "last_progress": None, "stalled": False}
+                        for t in cfg.backup.targets},
+            "pending_changes": 0, "open_incidents": 0, "alerts": alerts,
+            "state_failure": failure, "integrity_monitor": _monitor(None, "stopped")}
+
+
+def _status_from(cfg: Any, db_path: Path, kept: dict[str, Any] | None,
+                 failure: dict[str, Any] | None,
+                 kept_alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    from secops.daemon.state import StateDB
+
     db = StateDB(db_path)
     try:
         targets = {}
@@ -152,9 +176,14 @@ def _monitor(info: dict[str, Any] | None, daemon: str) -> dict[str, Any]:
 def status(app: AppContext, as_json: bool) -> int:
     """Daemon up?, last backup per target, pending changes, open incidents."""
     doc = status_doc(app)
+    damaged = doc.get("state_damaged")
+    if damaged:  # exit 3, one line on stderr as for any damaged database; the rest below
+        error(f"the state database is damaged: {display(damaged)}; keep it for the "
+              "investigation (mv state.db state.db.damaged) and start the daemon again: it "
+              "rescans the folders and backs them up")
     if as_json:
         emit_json(doc)
-        return 0
+        return 3 if damaged else 0
     con = console()
     con.print(f"daemon: {doc['daemon']}; pending changes: {doc['pending_changes']}; "
               f"open incidents: {doc['open_incidents']}")
@@ -170,7 +199,9 @@ def status(app: AppContext, as_json: bool) -> int:
         con.print(f"  [bold red]integrity monitor STOPPED[/] since {_local(mon['since'])}: "
                   "no ransomware detection or containment until the daemon restarts "
                   f"({escape(display(mon['error']))})")
-    for name, t in doc["targets"].items():
+    if damaged:
+        con.print("  targets: unknown (their state is in the damaged database)")
+    for name, t in ({} if damaged else doc["targets"]).items():
         state = {True: "[green]ok[/]", False: "[red]FAILING[/]", None: "never"}[t["last_ok"]]
         if t["stalled"]:
             state = "[bold red]STALLED[/]"
@@ -183,7 +214,7 @@ def status(app: AppContext, as_json: bool) -> int:
                   highlight=False)
     if doc["alerts"]:
         con.print("  (all details: secops status --json)")
-    return 0
+    return 3 if damaged else 0
 
 
 def _local(iso: str | None) -> str:

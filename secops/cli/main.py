@@ -27,6 +27,7 @@ def _register() -> None:
     from secops.cli import (
         audit_cmd,
         backup_cmd,
+        block_cmd,
         config_cmd,
         daemon_cmd,
         demo_cmd,
@@ -37,10 +38,12 @@ def _register() -> None:
         playbook_cmd,
         report_cmd,
         restore_cmd,
+        review_cmd,
     )
 
-    for module in (audit_cmd, backup_cmd, config_cmd, daemon_cmd, demo_cmd, fim_cmd, init_cmd,
-                   keys_cmd, logs_cmd, playbook_cmd, report_cmd, restore_cmd):
+    for module in (audit_cmd, backup_cmd, block_cmd, config_cmd, daemon_cmd, demo_cmd, fim_cmd,
+                   init_cmd, keys_cmd, logs_cmd, playbook_cmd, report_cmd, restore_cmd,
+                   review_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -199,6 +199,14 @@ def _check_semantics(cfg: Config, path: Path) -> None:
                 parse_window(w)
             except ValueError as e:
                 raise ConfigError(f"{path}: integrity.protect[{i}].windows[{j}]: {e}") from None
+    import ipaddress
+
+    for i, a in enumerate(cfg.intrusion.allow):
+        try:
+            ipaddress.ip_network(a, strict=False)
+        except ValueError:
+            raise ConfigError(f"{path}: intrusion.allow[{i}]: {a!r} is not an address or a "
+                              "network (e.g. 192.168.1.0/24)") from None
     if cfg.backup.max_delay_seconds and cfg.backup.max_delay_seconds < cfg.backup.debounce_seconds:
         raise ConfigError(
             f"{path}: backup.max_delay_seconds: must be at least backup.debounce_seconds "

@@ -98,6 +98,9 @@ class Schedule(_Strict, kw_only=True, frozen=True):
     retention_daily_at: ClockOrOff = "04:00"
     drill_weekday: Weekday | Literal[""] = "sunday"
     drill_at: Clock = "03:00"
+    # the risk review of the server (secops review), before the Monday report
+    review_weekday: Weekday | Literal[""] = "sunday"
+    review_at: Clock = "21:00"
     # The weekly report to the commune People's Committee (the plan: every Monday).
     weekly_report_weekday: Weekday | Literal[""] = "monday"
     weekly_report_at: Clock = "07:00"
@@ -153,6 +156,32 @@ class Logs(_Strict, kw_only=True, frozen=True):
     journald_verify_key: str | None = None  # FSS verification key file (mode 0600)
 
 
+class Intrusion(_Strict, kw_only=True, frozen=True):
+    """Logins and intrusion attempts read from the server's own logs, and the block of a
+    source address in secops's own nftables table (the plan's network-security monitoring).
+    """
+
+    enabled: bool = True
+    # where to read: "journal" (journalctl), and/or syslog-format files (followed across
+    # rotation); "auto": the journal if journalctl exists, else /var/log/auth.log
+    sources: list[Annotated[str, msgspec.Meta(min_length=1)]] = msgspec.field(
+        default_factory=lambda: ["auto"])
+    samba_log: str | None = None       # smbd's own log file (log level auth_audit:3)
+    max_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5   # fail2ban's maxretry
+    find_minutes: Annotated[float, msgspec.Meta(gt=0, le=1440)] = 10.0   # fail2ban's findtime
+    block_minutes: Annotated[float, msgspec.Meta(gt=0, le=10080)] = 60.0
+    # addresses and networks (CIDR) never blocked: the office's own PCs; loopback never is
+    allow: list[Annotated[str, msgspec.Meta(min_length=1)]] = msgspec.field(
+        default_factory=list)
+    # logins outside these local hours/days are auth.login_off_hours
+    office_hours: Annotated[str, msgspec.Meta(
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")] = "07:00-17:30"
+    office_days: list[Weekday] = msgspec.field(default_factory=lambda: [
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"])
+    # secops's own table (family inet); no other is touched
+    nft_table: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "secops"
+
+
 class Notify(_Strict, kw_only=True, frozen=True):
     """Where the ``notify`` action sends messages; undeliverable ones wait in an outbox."""
 
@@ -204,6 +233,7 @@ class Config(_Strict, kw_only=True, frozen=True):
     audit: Audit = msgspec.field(default_factory=Audit)
     logs: Logs = msgspec.field(default_factory=Logs)
     notify: Notify = msgspec.field(default_factory=Notify)
+    intrusion: Intrusion = msgspec.field(default_factory=Intrusion)
     playbooks: Playbooks = msgspec.field(default_factory=Playbooks)
     # Where the file was loaded from; filled by the loader, never read from TOML.
     source: str = ""

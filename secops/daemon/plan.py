@@ -28,6 +28,8 @@ def build_schedule(cfg: Config, fire: Callable[[str], None]) -> Any:
         s.every().day.at(cfg.integrity.verify_daily_at).do(fire, "fim_verify")
     if sc.drill_weekday:
         getattr(s.every(), sc.drill_weekday).at(sc.drill_at).do(fire, "drill")
+    if sc.review_weekday:
+        getattr(s.every(), sc.review_weekday).at(sc.review_at).do(fire, "review")
     s.every(max(1, round(cfg.audit.checkpoint_minutes * 60))).seconds.do(
         fire, "audit_checkpoint")
     if cfg.audit.verify_every_minutes:
@@ -83,9 +85,14 @@ def scheduled_work(cfg: Config, kind: str, clock: Clock) -> Callable[[], Any]:
 
         return run_weekly(cfg, clock)
 
+    def review() -> Any:
+        from secops.review.periodic import run_periodic
+
+        return run_periodic(cfg, clock)
+
     return {"check": check, "retention": retention, "drill": drill,
             "audit_verify": audit_verify, "logs_seal": logs_seal,
-            "weekly_report": weekly_report}[kind]
+            "weekly_report": weekly_report, "review": review}[kind]
 
 
 def weekly_report_due(cfg: Config, now: datetime) -> str | None:

@@ -42,6 +42,8 @@ from secops.watch.observer import Change, Watcher, inotify_headroom
 if TYPE_CHECKING:
     from secops.fim.monitor import Monitor
     from secops.fim.state import FimState
+    from secops.intrusion.rules import Finding
+    from secops.intrusion.watch import LoginWatchThread
     from secops.playbooks.dispatch import Dispatcher
 
 Log = Callable[[str, str], None]  # level, message
@@ -83,6 +85,7 @@ class Service:
         # where alerts go while state.db or its disk fails (the journal, /run/secops)
         self.fallback = Fallback(self.cfg.paths.state_dir)
         self.state_failed_at: float | None = None  # monotonic time of the last failure
+        self.state_checked = self.clock.monotonic()  # last quick_check (one at start)
         self.told_directly: dict[str, float] = {}  # kind -> monotonic time of the message
         self.debouncer = Debouncer(self.cfg.backup.debounce_seconds,
                                    self.cfg.backup.max_delay_seconds)
@@ -97,6 +100,7 @@ class Service:
         self.audit_alerted: tuple[Any, Any] | None = None
         self.weekly_submitted: str | None = None
         self.fim_state: FimState | None = None
+        self.logins: LoginWatchThread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -114,7 +118,7 @@ class Service:
         signal.signal(signal.SIGHUP, self._on_hup)
         self.last_event_id = self.db.last_event_id()  # only what happens from now on
         self._start_playbooks()
-        self._start_monitor()
+        self._start_guards()
         self._start_watching()
         self._submit_rescan("start")  # anything that changed while we were down
         self.scheduler = build_schedule(self.cfg, self._scheduled)
@@ -142,6 +146,7 @@ class Service:
                     self.reload_requested.clear()
                     self._reload()
                 self._drain(timeout=self._wait_time())
+                self._take_logins()
                 self._dispatch_events()
                 self._deliver_outbox(now)
                 self._maybe_weekly_report()
@@ -226,6 +231,17 @@ class Service:
         if free < STATE_FREE_MIN_BYTES:
             raise OSError(errno.ENOSPC, f"only {free // 1024} KiB left on the disk under "
                           f"{self.db.path.parent}")
+        mono = self.clock.monotonic()
+        if mono - self.state_checked >= STATE_CHECK_EVERY_S:
+            # damage in pages the daemon seldom reads (old history) would otherwise wait
+            # for the weekly report or a restart to be seen
+            self.state_checked = mono
+            self._quick_check()
+
+    def _quick_check(self) -> None:
+        problem = self.db.quick_check()
+        if problem is not None:
+            raise sqlite3.DatabaseError(f"database disk image is malformed ({problem})")
 
     def _state_recovered(self) -> None:
         """state.db takes writes again, with room on its disk: the alerts kept outside it
@@ -239,6 +255,14 @@ class Service:
 
         if shutil.disk_usage(self.db.path.parent).free < RECOVER_FREE_BYTES:
             return
+        if "state.corrupt" in self.fallback.kinds():
+            # a damaged database may still take a heartbeat into its WAL: it is back only
+            # once it is sound (moved aside and started afresh, or repaired)
+            try:
+                self._quick_check()
+            except sqlite3.DatabaseError as e:
+                self._state_failed(e)
+                return
         doc = self.fallback.doc or {}
         alerts = list(doc.get("alerts", []))
         for a in alerts:
@@ -349,6 +373,44 @@ class Service:
         if not self.monitor.ready.wait(timeout=600):
             self.log("WARNING", "the integrity baseline is still being built")
 
+    def _start_guards(self) -> None:
+        self._start_monitor()
+        self._start_logins()
+
+    def _start_logins(self) -> None:
+        """The login watch (``secops/intrusion``): its findings are events like any."""
+        from secops.intrusion.watch import LoginWatch, LoginWatchThread
+
+        if self.logins is not None:
+            self.logins.close()
+            self.logins = None
+        if not self.cfg.intrusion.enabled:
+            return
+        watch = LoginWatch(self.cfg, Path(self.cfg.paths.state_dir))
+        try:
+            for f in watch.prime():  # what came while the daemon was down
+                self._record_finding(f)
+        except SecopsError as e:
+            self.log("ERROR", f"login watch: {e}")
+        self.logins = LoginWatchThread(watch, self.log)
+        self.logins.start()
+        read = [*watch.sources, *([str(watch.samba)] if watch.samba else [])]
+        self.log("INFO", f"login watch: {', '.join(read)}")
+
+    def _take_logins(self) -> None:
+        if self.logins is None:
+            return
+        while True:
+            try:
+                f = self.logins.out.get_nowait()
+            except queue.Empty:
+                return
+            self._record_finding(f)
+
+    def _record_finding(self, f: Finding) -> None:
+        self.log("WARNING", f"{f.kind}: {pathtext_dumps(f.details)}")
+        self._alert(f.kind, f.severity, {**f.details, "time": iso_epoch(f.time)})
+
     def _tick_monitor(self) -> None:
         if self.monitor is not None and self.fim_state is not None:
             self.monitor.tick(self.fim_state)
@@ -384,6 +446,8 @@ class Service:
             self.watcher.stop()
         if self.monitor is not None:
             self.monitor.stop()
+        if self.logins is not None:
+            self.logins.close()
         if self.dispatcher is not None:
             self.dispatcher.close(timeout=2.0)
         if self.fim_state is not None:
@@ -430,6 +494,7 @@ class Service:
             self._submit_rescan("reload")
         self.scheduler = build_schedule(cfg, self._scheduled)
         self._start_playbooks()  # edited playbooks count from the reload on
+        self._start_logins()  # new thresholds, hours and sources
         self.db.audit("config.reloaded", "daemon:SIGHUP", {"config": cfg.source})
         self.log("INFO", "config reloaded")
         notify.ready()
@@ -755,6 +820,8 @@ class Service:
                 if not r.ok:  # each failure is an event (playbooks count them)
                     self._alert("backup.failed", "medium",
                                 {"target": r.target, "error": r.error, "paths": []})
+                if r.stalled:  # killed with its lock held: the next backup unlocks first
+                    self.unlocked.discard(r.target)
                 if r.ok:
                     self.stall_alerted.discard(r.target)  # the episode is over
                 elif r.stalled and r.target not in self.stall_alerted:  # once per episode
@@ -792,6 +859,9 @@ class Service:
             self.log("INFO" if getattr(result, "ok", True) else "ERROR",
                      f"logs sealed and verified: {result}")
             return
+        if kind == "review" and isinstance(result, dict):
+            self._report_review(result)
+            return
         if kind == "weekly_report" and isinstance(result, dict):
             if result.get("created"):
                 self.log("INFO", f"weekly report {result.get('week')}: {result.get('pdf')}")
@@ -809,6 +879,15 @@ class Service:
                  "retention": "backup.retention_failed"}.get(kind, f"{kind}.failed")
         self.log("ERROR", f"{event}: {bad}")
         self._alert(event, "high", {"targets": bad})
+
+    def _report_review(self, result: dict[str, Any]) -> None:
+        """The weekly risk review: each check newly failed at high or critical severity is
+        an event (``review.finding``); the score goes to the journal."""
+        self.log("INFO", f"risk review: score {result.get('score')} (was "
+                 f"{result.get('previous_score')}), {len(result.get('new', []))} new and "
+                 f"{len(result.get('fixed', []))} fixed finding(s)")
+        for f in result.get("new_high", []):
+            self._alert("review.finding", str(f["severity"]), {**f, "paths": []})
 
     def _report_audit(self, result: dict[str, Any]) -> None:
         if result.get("ok"):
@@ -891,6 +970,7 @@ RECOVERED_AFTER_S = 30.0  # no state failure for this long before the kept alert
 RECOVER_FREE_BYTES = 16 << 20  # and this much room on the state disk (no flapping)
 STUCK_MARGIN_S = 120.0  # past the stall bound and its grace, a backup worker is stuck
 STATE_FREE_MIN_BYTES = 4 << 20  # less room than this on the state disk is state.disk_full
+STATE_CHECK_EVERY_S = 3600.0  # quick_check of state.db while the daemon runs
 
 
 def raise_fd_limit(log: Log) -> None:

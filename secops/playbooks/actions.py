@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from secops.errors import OperationalError, UsageError
+from secops.playbooks.actions_net import block_plan, block_run, unblock_plan, unblock_run
 from secops.playbooks.engine import Action, Context, Plan
 
 
@@ -346,4 +347,6 @@ ACTIONS: dict[str, tuple[Action, Plan]] = {
     "command": (command_run, command_plan),
     "restore": (restore_run, restore_plan),
     "drill": (drill_run, drill_plan),
+    "block": (block_run, block_plan),
+    "unblock": (unblock_run, unblock_plan),
 }

@@ -52,4 +52,13 @@ CATALOG: dict[str, ActionSpec] = {s.name: s for s in (
     ActionSpec("drill", True, True, "nothing (a scratch restore, removed afterwards)",
                {"target": "target (default: every target)",
                 "snapshot": "snapshot (default: latest)"}),
+    ActionSpec("block", True, True, "unblock (or 'secops unblock ADDRESS'); it also ends "
+               "on its own",
+               {"address": "the source address to drop (default: the event's "
+                           "details.source)",
+                "minutes": "how long (default: intrusion.block_minutes)"},
+               contains=True),
+    ActionSpec("unblock", True, True, "block",
+               {"address": "the address to let in again (default: the event's "
+                           "details.source)"}),
 )}

@@ -189,6 +189,7 @@ def build(cfg: Config, week: str | None, clock: Clock, tz: tzinfo | None = None
             "backups": backups,
             "integrity": _integrity(db, span),
             "service": _service(db, span),
+            "review": _review(cfg),
             "incidents": _incidents(cfg, state, db, span),
             "drills": _drills(state, db, span, listings),
             "audit": _audit_status(cfg, db, span),
@@ -379,6 +380,24 @@ def _service(db: sqlite3.Connection | None, span: tuple[float, float]) -> dict[s
     for i in items:
         counts[i["kind"]] += 1
     return {"counts": counts, "total": len(items), "events": items[:EVENT_ROWS]}
+
+
+def _review(cfg: Config) -> dict[str, Any]:
+    """The last risk review of the server (``secops review``, weekly by the daemon), as it
+    was kept: its time, score, and the checks that failed at high or critical severity."""
+    from secops.review.store import last_path
+
+    try:
+        doc = json.loads(last_path(Path(cfg.paths.state_dir)).read_text(encoding="utf-8"))
+        checks = [c for c in doc["checks"] if isinstance(c, dict)]
+        score = doc.get("score")
+        return {"time": str(doc["time"]), "score": score if isinstance(score, int) else None,
+                "failed": sum(c.get("status") == "fail" for c in checks),
+                "failed_high": sorted(str(c["id"]) for c in checks
+                                      if c.get("status") == "fail" and
+                                      c.get("severity") in ("critical", "high"))}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"time": None, "score": None, "failed": 0, "failed_high": []}
 
 
 def _integrity(db: sqlite3.Connection | None, span: tuple[float, float]) -> dict[str, Any]:

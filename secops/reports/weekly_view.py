@@ -127,6 +127,19 @@ def _service_view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
             else ""}
 
 
+def _review_row(doc: dict[str, Any], lang: str) -> dict[str, str]:
+    t = _t(lang)
+    rv = doc.get("review") or {"time": None}
+    if not rv.get("time") or rv.get("score") is None:
+        return {"label": t["sum_review"], "status": "na", "text": t["sum_review_none"]}
+    high = rv["failed_high"]
+    text = t["sum_review_text"].format(score=rv["score"], n=len(high), failed=rv["failed"],
+                                       time=fmt_time(rv["time"], lang))
+    if high:
+        text += f" ({', '.join(high[:8])}{', ...' if len(high) > 8 else ''})"
+    return {"label": t["sum_review"], "status": _status(not high), "text": text}
+
+
 def _service_summary(v: dict[str, Any], lang: str) -> str:
     t = _t(lang)
     sv = v["service"]
@@ -337,6 +350,7 @@ def _summary(doc: dict[str, Any], lang: str, v: dict[str, Any]) -> list[dict[str
          "text": _integrity_summary(doc, lang)},
         {"label": t["sum_service"], "status": _status(v["service"]["total"] == 0),
          "text": _service_summary(v, lang)},
+        _review_row(doc, lang),
         {"label": t["sum_incidents"], "status": _status(open_n == 0),
          "text": t["sum_incidents_text"].format(n=len(inc["items"]), new=inc["opened"],
                                                 open=open_n)},

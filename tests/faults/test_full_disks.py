@@ -16,15 +16,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from faults.common import RETRY_TAIL, drop_subjects, kinds, more_than, settled, status
 from integration.daemon import Daemon, restic_check, restored_content, snapshot_count, wait_for
 from integration.office import PLAYBOOK_TAIL, QUIET_SCHEDULE, Office, target_toml
 from integration.servers import RestServer
@@ -60,43 +59,11 @@ def fill(folder: Path) -> Path:
     return filler
 
 
-def status(office: Office) -> Any:
-    doc = office.run("status", "--json").json()
-    assert isinstance(doc, dict)
-    return doc
-
-
-def settled(office: Office) -> bool:
-    doc = status(office)
-    return doc["pending_changes"] == 0 and all(t["last_ok"] for t in doc["targets"].values())
-
-
-def kinds(office: Office) -> list[str]:
-    return [str(a["kind"]) for a in status(office)["alerts"]]
-
-
-def drop_subjects(drop: Path) -> list[str]:
-    if not drop.is_dir():
-        return []
-    return [json.loads(p.read_text(encoding="utf-8"))["subject"] for p in drop.glob("*.json")]
-
-
-def more_than(office: Office, target: str, count: int) -> bool:
-    return snapshot_count(office, target) > count
-
-
-TAIL = """
-[daemon]
-retry_min_seconds = 1
-retry_max_seconds = 4
-"""
-
-
 def test_a_full_state_disk_is_said_outside_it_and_nothing_is_lost(tmp_path: Path) -> None:
     drop = tmp_path / "drop"  # on another disk than the state
     office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))],
                     backup_extra="debounce_seconds = 1\nmax_delay_seconds = 10",
-                    tail=TAIL + PLAYBOOK_TAIL.format(drop=drop))
+                    tail=RETRY_TAIL + PLAYBOOK_TAIL.format(drop=drop))
     with tmpfs(office.state, "48m"):
         office.write()
         assert office.run("init").code == 0
@@ -152,7 +119,7 @@ def test_a_full_repository_disk_fails_that_target_alone(
         target_toml("offsite", rest_server.url("full-" + tmp_path.name[-16:].lower()),
                     append_only=True),
     ], backup_extra="debounce_seconds = 1\nmax_delay_seconds = 10",
-        tail=TAIL + QUIET_SCHEDULE)
+        tail=RETRY_TAIL + QUIET_SCHEDULE)
     with tmpfs(tmp_path / "repo-disk", "24m"):
         office.write()
         assert office.run("init").code == 0

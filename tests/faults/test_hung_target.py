@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from faults.common import RETRY_TAIL, kinds, more_than, settled, status
 from integration.daemon import Daemon, restored_content, snapshot_count, wait_for
 from integration.office import QUIET_SCHEDULE, Office, target_toml
 from integration.servers import RestServer
@@ -19,30 +20,6 @@ pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_rclone,
               pytest.mark.requires_gpg]
 
 STALL_S = 8
-TAIL = """
-[daemon]
-retry_min_seconds = 1
-retry_max_seconds = 4
-""" + QUIET_SCHEDULE
-
-
-def status(office: Office) -> dict[str, object]:
-    doc = office.run("status", "--json").json()
-    assert isinstance(doc, dict)
-    return doc
-
-
-def settled(office: Office) -> bool:
-    doc = office.run("status", "--json").json()
-    return doc["pending_changes"] == 0 and all(t["last_ok"] for t in doc["targets"].values())
-
-
-def more_than(office: Office, target: str, count: int) -> bool:
-    return snapshot_count(office, target) > count
-
-
-def kinds(office: Office) -> list[str]:
-    return [a["kind"] for a in office.run("status", "--json").json()["alerts"]]
 
 
 def test_a_hung_server_holds_up_no_other_target_and_is_alerted(
@@ -52,7 +29,7 @@ def test_a_hung_server_holds_up_no_other_target_and_is_alerted(
         target_toml("offsite", rest_server.url("hung-" + tmp_path.name[-16:].lower()),
                     append_only=True),
     ], backup_extra=f"debounce_seconds = 1\nmax_delay_seconds = 10\nstall_seconds = {STALL_S}",
-        tail=TAIL).write()
+        tail=RETRY_TAIL + QUIET_SCHEDULE).write()
     assert office.run("init").code == 0
     d = Daemon(office).start()
     sheets = [office.data / "bien-ban-kiem-phieu" / f"to-bau-cu-0{i}.txt" for i in (1, 2)]
@@ -70,14 +47,14 @@ def test_a_hung_server_holds_up_no_other_target_and_is_alerted(
                 print(f"change {n + 1}: on local after {time.monotonic() - start:.1f} s")
             wait_for(lambda: "backup.stalled" in kinds(office), STALL_S + 120,
                      "backup.stalled for the hung target")
-            offsite = status(office)["targets"]["offsite"]  # type: ignore[index]
+            offsite = status(office)["targets"]["offsite"]
             assert offsite["last_ok"] is False and offsite["stalled"] is True, offsite
             assert "offsite" in offsite["last_error"] and "no progress" in \
                 offsite["last_error"], offsite
-            assert status(office)["targets"]["local"]["last_ok"] is True  # type: ignore[index]
+            assert status(office)["targets"]["local"]["last_ok"] is True
             assert kinds(office).count("backup.stalled") == 1  # once, not at every retry
         wait_for(lambda: settled(office), 180, "the offsite target to catch up")
-        assert status(office)["targets"]["offsite"]["stalled"] is False  # type: ignore[index]
+        assert status(office)["targets"]["offsite"]["stalled"] is False
         for sheet in sheets:
             got = restored_content(office, "offsite", sheet, tmp_path / f"r-{sheet.stem}")
             assert got == sheet.read_bytes()
@@ -108,7 +85,8 @@ def test_a_stopped_restic_is_ended_retried_and_alerted(
     wrapper.chmod(0o755)
     office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))],
                     restic=str(wrapper), backup_extra="debounce_seconds = 1\n"
-                    f"max_delay_seconds = 10\nstall_seconds = {STALL_S}", tail=TAIL).write()
+                    f"max_delay_seconds = 10\nstall_seconds = {STALL_S}",
+                    tail=RETRY_TAIL + QUIET_SCHEDULE).write()
     assert office.run("init").code == 0
     d = Daemon(office).start()
     try:

@@ -11,10 +11,10 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from faults.common import RETRY_TAIL, more_than, settled, status
 from integration.daemon import Daemon, restic_check, restored_content, snapshot_count, wait_for
 from integration.office import QUIET_SCHEDULE, Office, target_toml
 from integration.servers import S3Server
@@ -23,24 +23,6 @@ pytestmark = [pytest.mark.requires_restic, pytest.mark.requires_weed,
               pytest.mark.requires_gpg]
 
 STALL_S = 8
-TAIL = """
-[daemon]
-retry_min_seconds = 1
-retry_max_seconds = 4
-""" + QUIET_SCHEDULE
-
-
-def status(office: Office) -> Any:
-    return office.run("status", "--json").json()
-
-
-def settled(office: Office) -> bool:
-    doc = status(office)
-    return doc["pending_changes"] == 0 and all(t["last_ok"] for t in doc["targets"].values())
-
-
-def more_than(office: Office, target: str, count: int) -> bool:
-    return snapshot_count(office, target) > count
 
 
 def test_an_s3_server_killed_mid_upload_holds_up_no_other_target(
@@ -54,7 +36,7 @@ def test_an_s3_server_killed_mid_upload_holds_up_no_other_target(
         target_toml("local", str(tmp_path / "repo")),
         target_toml("s3-tinh", s3_repo, env_file=str(env_file)),
     ], backup_extra=f"debounce_seconds = 1\nmax_delay_seconds = 10\nstall_seconds = {STALL_S}",
-        tail=TAIL).write()
+        tail=RETRY_TAIL + QUIET_SCHEDULE).write()
     assert office.run("init").code == 0
     d = Daemon(office).start()
     scans = office.data / "anh-quet"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from faults.common import settled
 from integration.daemon import Daemon, wait_for
 from integration.office import QUIET_SCHEDULE, Office, target_toml
 
@@ -30,11 +31,6 @@ def restic_env(office: Office, repo: Path) -> dict[str, str]:
 def plain_check(office: Office, repo: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["restic", "check"], env=restic_env(office, repo),
                           capture_output=True, text=True, timeout=300, check=False)
-
-
-def settled(office: Office) -> bool:
-    doc = office.run("status", "--json").json()
-    return doc["pending_changes"] == 0 and all(t["last_ok"] for t in doc["targets"].values())
 
 
 def test_a_lock_left_by_a_killed_restic_is_removed_by_the_daemon(tmp_path: Path) -> None:

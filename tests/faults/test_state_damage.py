@@ -4,6 +4,7 @@ office with its state.db intact works."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -67,29 +68,43 @@ def test_a_damaged_state_db_is_refused_in_one_clear_line(how: str, office: Offic
 
 
 @pytest.mark.parametrize("key", ["kept", "deleted"])
-def test_a_deleted_audit_key_is_said_and_verified_never_skipped(key: str,
-                                                                 office: Office) -> None:
+def test_a_deleted_audit_key_leaves_a_gap_record_never_a_skip(key: str,
+                                                               office: Office) -> None:
     """Deleting ``keys/audit-mac.state`` switched the audit log off: every record skipped,
-    quietly (issue 15, item 4). Now each write says it failed, and verify fails."""
+    quietly (issue 15, item 4). Now the log goes on under a new key behind a record saying
+    so, the command says it, and verify fails from the gap on. The twin: the key kept."""
     state = office.state / "keys" / "audit-mac.state"
+    audit = office.state / "audit"
     saved = state.read_bytes()
-    lines = (office.state / "audit" / "audit.jsonl").read_bytes().count(b"\n")
+    saved_log = {p.name: p.read_bytes() for p in audit.iterdir() if p.is_file()}
+    log = audit / "audit.jsonl"
+    lines = log.read_bytes().count(b"\n")
     try:
         if key == "deleted":
             state.unlink()
         done = office.run("backup", "now")
         assert done.code == 0, done.err  # the backup itself goes on
-        said = "cannot write the audit log" in done.err and "is gone" in done.err
-        after = (office.state / "audit" / "audit.jsonl").read_bytes().count(b"\n")
-        verify = office.run("audit", "verify")
+        said = "key_lost" in done.err
+        records = [json.loads(x) for x in log.read_bytes().splitlines()[lines:]]
+        verify = office.run("audit", "verify", "--json")
         if key == "kept":
-            assert not said and after > lines and verify.code == 0, (done.err, verify.out)
+            assert not said and records and verify.code == 0, (done.err, verify.out)
+            assert "audit.tampered" not in [r["kind"] for r in records]
         else:
-            assert said and after == lines and verify.code == 1, (done.err, verify.out)
+            assert said and verify.code == 1, (done.err, verify.out)
+            assert records[0]["kind"] == "audit.tampered", records[0]
+            assert records[0]["data"]["problem"] == "key_lost"
+            assert "backup.completed" in [r["kind"] for r in records[1:]]  # nothing skipped
+            doc = verify.json()
+            assert (doc["problem"], doc["first_bad_seq"]) == ("key_lost", records[0]["seq"])
     finally:
-        if key == "deleted":
-            state.write_bytes(saved)
-            state.chmod(0o600)
+        state.write_bytes(saved)
+        state.chmod(0o600)
+        for p in audit.iterdir():
+            if p.is_file() and p.name not in saved_log:
+                p.unlink()
+        for name, data in saved_log.items():
+            (audit / name).write_bytes(data)
 
 
 @pytest.mark.parametrize("how", ["kept", "deleted", "emptied"])

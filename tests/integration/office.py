@@ -20,6 +20,7 @@ rescan_every_minutes = 0
 check_daily_at = ""
 retention_daily_at = ""
 drill_weekday = ""
+review_weekday = ""
 weekly_report_weekday = ""
 """
 
@@ -32,6 +33,7 @@ rescan_every_minutes = 0
 check_daily_at = ""
 retention_daily_at = ""
 drill_weekday = ""
+review_weekday = ""
 
 [playbooks]
 dir = "{PLAYBOOKS}"

@@ -37,6 +37,7 @@ backup_every_minutes = 0
 check_daily_at = ""
 retention_daily_at = ""
 drill_weekday = ""
+review_weekday = ""
 weekly_report_weekday = ""
 """
 

@@ -28,6 +28,7 @@ NEEDED_CAPABILITIES = {
     "CAP_LINUX_IMMUTABLE",  # freeze: chattr +i
     "CAP_KILL",  # stop an attacking process of another user
     "CAP_SYS_ADMIN",  # fanotify permission events and writer pids
+    "CAP_NET_ADMIN",  # the block action: elements of secops's own nftables set
 }
 OVERALL = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 

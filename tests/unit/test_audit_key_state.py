@@ -143,13 +143,54 @@ def test_init_makes_no_new_key_for_an_existing_log(tmp_path: Path) -> None:
     assert ensure_keys(fresh) and key_state_path(fresh).exists()
 
 
+@pytest.mark.parametrize("how", ["deleted", "garbage"])
+def test_a_lost_key_state_leaves_a_gap_record_and_the_log_goes_on(how: str,
+                                                                    tmp_path: Path) -> None:
+    """A deleted or destroyed key state switched the audit log off (every record skipped,
+    quietly), then failed each write. Now the log goes on under a new key behind a record
+    that says so: alerted once, no record lost, and verify fails from the gap on, with or
+    without the escrowed K_0. The twin: the key kept, no gap, verify ok."""
+    state = office(tmp_path)
+    k0 = bytes.fromhex(audit_log.initial_key_path(state).read_text().strip())
+    db = StateDB(state / "state.db", office="tan-ky")
+    try:
+        db.audit("backup.completed", "daemon", {})
+        assert [e["kind"] for e in db.recent_events()] == []  # the twin
+        assert live_verify(state).ok
+        before = len(lines(state))
+        if how == "deleted":
+            key_state_path(state).unlink()
+        else:
+            key_state_path(state).write_bytes(b"not a key state\n")
+        db.audit("backup.completed", "daemon", {"n": "after"})
+        db.audit("backup.completed", "daemon", {"n": "later"})
+        events = db.recent_events()
+        assert [e["kind"] for e in events] == ["audit.tampered"], events  # once
+        assert events[0]["details"]["problem"] == "key_lost"
+        assert events[0]["details"]["log_ends_at"] == before - 1
+    finally:
+        db.close()
+    after = lines(state)
+    assert [x["kind"] for x in after[before:]] == ["audit.tampered", "backup.completed",
+                                                   "backup.completed"]
+    assert after[before]["data"]["problem"] == "key_lost" and after[-1]["data"] == {"n": "later"}
+    r = live_verify(state)
+    assert not r.ok and (r.problem, r.first_bad_seq) == ("key_lost", before), r.as_json()
+    sd = StateDir(state)
+    escrow = verify(sd.audit, public_key=load_public_key(sd.ed25519_pub), initial_key=k0)
+    assert not escrow.ok and escrow.first_bad_seq == before, escrow.as_json()
+    assert escrow.problem == "key_lost"
+    assert escrow.records == len(after)  # the chain itself runs on to the end
+
+
 def test_a_log_that_cannot_be_sealed_is_an_alert_once(tmp_path: Path) -> None:
     state = office(tmp_path)
     db = StateDB(state / "state.db", office="tan-ky")
     try:
         db.audit("backup.completed", "daemon", {})
         assert [e["kind"] for e in db.recent_events()] == []  # the twin: sealed, no alert
-        key_state_path(state).write_bytes(b"not a key state\n")
+        path = StateDir(state).audit / "audit.jsonl"
+        path.write_bytes(path.read_bytes() + b"{not a record}\n")  # the head unreadable
         db.audit("backup.completed", "daemon", {})
         db.audit("backup.completed", "daemon", {})
         events = db.recent_events()

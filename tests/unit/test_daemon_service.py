@@ -12,6 +12,7 @@ import pytest
 from secops import process
 from secops.config.loader import parse_config
 from secops.daemon import service as service_mod
+from secops.daemon.fallback import classify as fallback_classify
 from secops.daemon.jobs import Done, Job
 from secops.daemon.service import Service
 from secops.watch.observer import Change
@@ -274,3 +275,87 @@ def test_a_state_failure_is_kept_outside_and_recorded_once_the_state_takes_write
     assert sorted(kinds(service)) == ["backup.failed", "state.disk_full"]
     assert all(e["details"]["kept_outside"] for e in service.db.recent_events())
     assert rescans == ["state recovered"]  # finds the changes whose record failed
+
+
+@pytest.mark.parametrize("sound", [True, False])
+def test_a_damaged_state_db_is_back_only_once_it_is_sound(
+        sound: bool, service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged database may still take a heartbeat into its WAL: that is no recovery.
+    The kept alerts go back in only once quick_check finds it sound; the twin: sound."""
+    import sqlite3
+
+    from secops.daemon import fallback
+
+    monkeypatch.setattr(fallback, "RUN_DIR", tmp_path / "run")
+    service.fallback = fallback.Fallback(service.cfg.paths.state_dir)
+    monkeypatch.setattr(service, "_tell_directly", lambda kind, error: None)
+    monkeypatch.setattr(service, "_submit_rescan", lambda why: None)
+    monkeypatch.setattr(service.db, "quick_check",
+                        lambda: None if sound else "Page 3: btreeInitPage() returns error")
+    clock = Mono()
+    service.clock.monotonic = clock.monotonic  # type: ignore[method-assign]
+    service._state_failed(sqlite3.DatabaseError("database disk image is malformed"))
+    clock.now += service_mod.RECOVERED_AFTER_S + 1
+    service._state_recovered()
+    kept = fallback.read(service.cfg.paths.state_dir)
+    assert (kept is None) is sound
+    assert kinds(service) == (["state.corrupt"] if sound else [])
+    if not sound:  # the check failed anew: the next try waits again
+        assert service.state_failed_at == clock.now
+
+
+def test_the_running_daemon_checks_state_db_each_hour(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    checks: list[int] = []
+
+    def damaged() -> str:
+        checks.append(1)
+        return "row 7 missing from index"
+
+    monkeypatch.setattr(service.db, "quick_check", damaged)
+    clock = Mono()
+    service.clock.monotonic = clock.monotonic  # type: ignore[method-assign]
+    service.state_checked = clock.now
+    service._check_state_disk()
+    assert checks == []
+    clock.now += service_mod.STATE_CHECK_EVERY_S
+    with pytest.raises(sqlite3.DatabaseError) as e:
+        service._check_state_disk()
+    assert fallback_classify(e.value) == "state.corrupt" and checks == [1]
+    service._check_state_disk()  # not again before the next hour
+    assert checks == [1]
+
+
+@pytest.mark.parametrize("stalled", [True, False])
+def test_a_stalled_backup_s_lock_goes_at_the_next_backup_not_at_once(
+        stalled: bool, service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unlocking right after a stall waited on the server that had just hung (120 s more
+    in the hung-target fault test); now the next backup of that target unlocks first. The
+    twin: an ordinary failure leaves the target as it was."""
+    from secops.backup.models import TargetResult
+    from secops.daemon import service as svc
+
+    calls: list[bool] = []
+
+    class FakeEngine:
+        restic = type("R", (), {"resolve_full_ids": True})()
+
+        @classmethod
+        def from_config(cls, *_: object) -> FakeEngine:
+            return cls()
+
+        def backup(self, name: str, *, unlock_first: bool, **_: object) -> list[TargetResult]:
+            calls.append(unlock_first)
+            return []
+
+    monkeypatch.setattr(svc, "Engine", FakeEngine)
+    service._backup_work("local", "change")()  # the first since start: unlocks
+    service._backup_work("local", "change")()
+    assert calls == [True, False]
+    result = TargetResult("local", ok=False, error="no progress", stalled=stalled)
+    service._handle(Done(Job("backup", lambda: None, {"targets": ["local"],
+                                                      "started": 1.0}), result=[result]))
+    service._backup_work("local", "change")()
+    assert calls[-1] is stalled

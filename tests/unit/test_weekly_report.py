@@ -604,3 +604,34 @@ def test_interruptions_of_protection_are_counted_from_the_events(week_state: Con
         assert section.count("offsite") == 3 and section.count("connection refused") == 1
         assert "database or disk is full" in section and "local" not in section
         assert section.count(w.event("backup.stalled")) == 2
+
+
+# -- issue 16: the week's risk review in the Monday report ------------------------------------
+
+
+def test_the_risk_review_row_is_the_kept_review_s(week_state: Config) -> None:
+    from secops.review.model import Result, Review, Text, spec
+    from secops.review.store import save
+
+    doc = signed(weekly.build(week_state, "2026-W11", MONDAY_0700))
+    assert _summary_of(doc, "vi", "Rà soát rủi ro bảo mật") == {
+        "label": "Rà soát rủi ro bảo mật", "status": "na",
+        "text": "chưa rà soát (secops review)"}  # the twin: none yet, never "passed"
+
+    def r(cid: str, sev: str, status: str) -> Result:
+        return Result(spec(cid, sev, ("t", "t"), ("v", "w"), ("s", "f")),  # type: ignore[arg-type]
+                      status, Text("thấy", "found"))  # type: ignore[arg-type]
+
+    save(Path(week_state.paths.state_dir), Review("2026-03-15T14:00:00Z", (
+        r("ssh.root_login", "critical", "fail"), r("samba.smb1", "high", "fail"),
+        r("ssh.x11_forwarding", "low", "fail"), r("time.sync", "medium", "pass"))))
+    kept = json.loads((Path(week_state.paths.state_dir) / "review" / "last.json").read_text())
+    doc = signed(weekly.build(week_state, "2026-W11", MONDAY_0700))
+    assert doc["review"] == {"time": kept["time"], "score": kept["score"], "failed": 3,
+                             "failed_high": ["samba.smb1", "ssh.root_login"]}
+    vi = _summary_of(doc, "vi", "Rà soát rủi ro bảo mật")
+    assert vi["status"] == "bad" and vi["text"] == (
+        f"{kept['score']}/100 điểm; 2 mục mức cao chưa đạt, 3 mục chưa đạt tất cả (rà soát "
+        "lúc 15/03/2026 21:00) (samba.smb1, ssh.root_login)")
+    en = _summary_of(doc, "en", "Security risk review")
+    assert en["text"].startswith(f"score {kept['score']}/100; 2 high finding(s), 3 failed")
