@@ -105,7 +105,9 @@ def status_doc(app: AppContext) -> dict[str, Any]:
         # the damage itself is what status must show, with what the daemon kept outside
         failure = failure or {"since": None, "heartbeat": None, "kinds": ["state.corrupt"],
                               "file": str(fallback.path_for(cfg.paths.state_dir))}
-        doc = _unknown_doc(cfg, _daemon_state({}, kept), kept_alerts, failure)
+        # without the daemon's own fallback file its heartbeat is in the damaged database
+        doc = _unknown_doc(cfg, _daemon_state({}, kept) if kept else "unknown", kept_alerts,
+                           failure)
         doc["state_damaged"] = f"{db_path}: {e}"
         return doc
 

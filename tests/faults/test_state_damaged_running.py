@@ -52,8 +52,9 @@ def test_a_state_db_damaged_while_running_is_said_and_recovered(tmp_path: Path) 
         sheet = office.data / "bien-ban-kiem-phieu" / "to-bau-cu-01.txt"
         sheet.write_text("Kết quả kiểm phiếu khi cơ sở dữ liệu trạng thái hỏng\n",
                          encoding="utf-8")
-        wait_for(lambda: status(office)[1]["state_failure"] is not None, 60,
-                 "state.corrupt in status")
+        # the daemon's own word (its kept alert), not only status meeting the damage itself
+        wait_for(lambda: [a["kind"] for a in status(office)[1]["alerts"]][:1] ==
+                 ["state.corrupt"], 60, "the daemon's state.corrupt in status")
         code, doc, err = status(office)
         assert code == 3 and "damaged" in err and err.count("\n") == 1, err
         assert doc["state_failure"]["kinds"] == ["state.corrupt"], doc
