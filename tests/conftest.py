@@ -1,4 +1,4 @@
-"""Test-wide isolation and the ``requires_<binary>`` markers.
+"""Test-wide isolation, the ``requires_<binary>`` markers, and restic with a cheap KDF.
 
 A test marked ``requires_X`` is skipped when binary X is missing, except in CI
 (``CI=true``), where a missing binary fails the test: a skip there would hide
@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import pytest
 
+from integration.fastkdf import restic_binary
 from integration.servers import find_binary
 
 # the session-scoped real servers, shared by tests/integration and tests/adversarial
@@ -48,6 +49,14 @@ def require_binary_or_skip(name: str) -> str:
     if path is None:
         skip_or_fail(f"binary {name!r} not found")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every restic the tests run, through secops or not, is the real one whose new
+    repositories open fast (``integration/fastkdf.py``)."""
+    wrapper = restic_binary()
+    if wrapper != "restic":
+        os.environ["PATH"] = f"{Path(wrapper).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -381,17 +381,19 @@ class Service:
         """The login watch (``secops/intrusion``): its findings are events like any."""
         from secops.intrusion.watch import LoginWatch, LoginWatchThread
 
+        previous = None
         if self.logins is not None:
             self.logins.close()
+            if not self.logins.thread.is_alive():  # a reload: what was counted goes on
+                previous = self.logins.watch
             self.logins = None
         if not self.cfg.intrusion.enabled:
             return
-        watch = LoginWatch(self.cfg, Path(self.cfg.paths.state_dir))
-        try:
-            for f in watch.prime():  # what came while the daemon was down
-                self._record_finding(f)
-        except SecopsError as e:
-            self.log("ERROR", f"login watch: {e}")
+        watch = LoginWatch(self.cfg, Path(self.cfg.paths.state_dir), previous=previous)
+        for f in watch.prime():  # what came while the daemon was down
+            self._record_finding(f)
+        if watch.errors:  # a source that cannot be read: the others are watched
+            self.log("ERROR", f"login watch: {'; '.join(str(e) for e in watch.errors)}")
         self.logins = LoginWatchThread(watch, self.log)
         self.logins.start()
         read = [*watch.sources, *([str(watch.samba)] if watch.samba else [])]

@@ -6,7 +6,9 @@ Two carriers, the same messages:
   host sshd[123]: Failed password for root from 10.0.0.2 port 51234 ssh2`` (Debian 12's
   default, RFC 3339) or the traditional ``Dec  3 07:41:01 host sshd[123]: ...``;
 - the journal (``journalctl -o json``): ``MESSAGE``, ``SYSLOG_IDENTIFIER``, ``_PID``,
-  ``__REALTIME_TIMESTAMP``.
+  ``__REALTIME_TIMESTAMP``; an entry whose ``_UID`` (journald's, not the writer's) is not
+  root's is no line of these programs (any account may ``logger -t sshd``). A syslog file
+  cannot tell them apart.
 
 What counts (as fail2ban's ``sshd`` filter in its normal mode): a failed password or
 keyboard-interactive attempt, and a connection closed before authentication by a user who
@@ -26,6 +28,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 MAX_LINE = 8192  # longer lines are not log lines of these programs: cut, never trusted more
+MAX_TIME = 253402214400.0  # 9999-12-31Z: a local time of anything later may be no date
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,11 @@ _TRADITIONAL = re.compile(
     r"^([A-Z][a-z]{2}\s+\d{1,2}\s\d\d:\d\d:\d\d)\s+\S+\s+([^\s\[:]+)(?:\[(\d+)\])?:\s?(.*)$")
 
 
-def parse_syslog(text: str, *, year: int, tz: tzinfo) -> Line | None:
+def parse_syslog(text: str, *, year: int, tz: tzinfo, now: float | None = None
+                 ) -> Line | None:
     """One line of a syslog file; None for what is not one. ``year`` and ``tz`` complete
-    the traditional format's time, which has neither."""
+    the traditional format's time, which has neither; a time more than a day after
+    ``now`` (December's line read in January) is of the year before."""
     text = text[:MAX_LINE].rstrip("\r\n")
     m = _RFC3339.match(text)
     when: float | None = None
@@ -77,6 +82,9 @@ def parse_syslog(text: str, *, year: int, tz: tzinfo) -> Line | None:
         except ValueError:
             return None
         when = stamp.replace(tzinfo=tz).timestamp()
+        if now is not None and when > now + 86400:
+            with contextlib.suppress(ValueError):  # 29 February of a year that has none
+                when = stamp.replace(year=year - 1, tzinfo=tz).timestamp()
     return Line(when, m.group(2), int(m.group(3)) if m.group(3) else None, m.group(4))
 
 
@@ -89,20 +97,29 @@ def parse_journal(entry: Any) -> Line | None:
         try:
             message = bytes(int(b) & 0xFF for b in message[:MAX_LINE]).decode(
                 "utf-8", "replace")
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
     if not isinstance(message, str):
         return None
     ident = entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM")
     if not isinstance(ident, str):
         return None
+    uid = entry.get("_UID")  # journald's own: the identifier is the writer's to choose
+    if uid is not None and str(uid) != "0":
+        return None  # the programs read here write as root: this is `logger -t sshd`
     when: float | None = None
     with contextlib.suppress(TypeError, ValueError):
         when = int(str(entry.get("__REALTIME_TIMESTAMP"))) / 1e6
+    if when is not None and not 0 < when < MAX_TIME:
+        when = None  # no clock gives it (and local time cannot be told of it)
     pid: int | None = None
     with contextlib.suppress(TypeError, ValueError):
         pid = int(str(entry.get("_PID") or entry.get("SYSLOG_PID")))
     return Line(when, ident, pid, message[:MAX_LINE])
+
+
+SAMBA_CONTINUED = " +>"  # lib/util/debug.c: a line longer than its 4 KiB buffer goes on
+MAX_RECORD = 1 << 20     # a JSON record longer than this is no audit record: dropped
 
 
 def samba_line(text: str) -> Line | None:
@@ -110,8 +127,45 @@ def samba_line(text: str) -> Line | None:
     (``auth_json_audit:3``) is read. The human-readable ``Auth:`` line beside it puts the
     client's own words (user, workstation) before its address, unquoted: a user name
     holding "remote host [ipv4:192.168.1.5:1]" would frame an office PC."""
-    text = text[:MAX_LINE].strip()
+    text = text[:MAX_RECORD].strip()
     return Line(None, "smbd", None, text) if text.startswith('{"timestamp"') else None
+
+
+class SambaRecords:
+    """The lines of smbd's log file, joined into its JSON audit records.
+
+    smbd indents each line by two spaces and cuts one longer than its 4 KiB buffer,
+    ending each piece but the last with ``" +>"``. A client chooses its workstation and
+    user names (kilobytes, if it likes): a record of its failure is then several lines,
+    and must still count. A record only starts on a line of its own, never on the
+    continuation of another: the client's words there (a long workstation name in the
+    ``Auth:`` line) could otherwise begin with a record of its own making."""
+
+    def __init__(self) -> None:
+        self.pending: str | None = None
+        self.continued = False  # the last line went on to this one
+
+    def feed(self, text: str) -> Line | None:
+        body = text.rstrip("\r\n")
+        goes_on = body.endswith(SAMBA_CONTINUED)
+        piece = body[:-len(SAMBA_CONTINUED)] if goes_on else body
+        after_cut, self.continued = self.continued, goes_on
+        if self.pending is not None:
+            self.pending += piece[2:] if piece.startswith("  ") else piece
+            if len(self.pending) > MAX_RECORD:
+                self.pending = None  # no record is that long: drop it, and its rest
+                return None
+            if goes_on:
+                return None
+            record, self.pending = self.pending, None
+            return samba_line(record)
+        if after_cut:
+            return None  # the rest of another line, whatever it looks like
+        if goes_on:
+            if piece.lstrip().startswith('{"timestamp"'):
+                self.pending = piece.lstrip()
+            return None
+        return samba_line(body)
 
 
 # -- what the programs say -------------------------------------------------------------------
@@ -126,7 +180,8 @@ _SSH_FAILED = re.compile(
 _SSH_ACCEPTED = re.compile(r"^Accepted (\S+) for (\S+) from (\S+) port (\d+)(?: ssh2)?(?:: .*)?$")
 _SSH_INVALID = re.compile(r"^Invalid user (.*) from (\S+) port (\d+)\s*$")
 _SSH_CLOSED = re.compile(
-    r"^(?:Connection closed|Disconnected) by (?:invalid|authenticating) user (.*) "
+    r"^(?:Connection (?:closed|reset) by|Disconnected (?:by|from)) "
+    r"(?:invalid|authenticating) user (.*) "
     r"(\S+) port (\d+) \[preauth\]\s*$")
 _USERADD = re.compile(r"^new user: name=([^,]+), UID=(\d+)")
 _USERMOD = re.compile(r"^add '([^']+)' to (?:shadow )?group '([^']+)'")
@@ -194,8 +249,9 @@ def _samba_event(msg: str, when: float, short: str) -> AuthEvent | None:
     m = _SMB_REMOTE.match(str(auth.get("remoteAddress") or ""))
     if m is None:
         return None
-    with contextlib.suppress(TypeError, ValueError):
-        when = datetime.fromisoformat(str(doc.get("timestamp"))).timestamp()
+    with contextlib.suppress(TypeError, ValueError, OverflowError):
+        stamp = datetime.fromisoformat(str(doc.get("timestamp"))).timestamp()
+        when = stamp if 0 < stamp < MAX_TIME else when
     domain, user = auth.get("clientDomain"), auth.get("clientAccount")
     account = f"{domain}\\{user}" if domain and user else (str(user) if user else None)
     kind = "success" if auth["status"] == "NT_STATUS_OK" else "failure"

@@ -10,8 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from secops.errors import SecopsError
+from secops.errors import OperationalError, SecopsError
 from secops.intrusion import authlog, follow
+from secops.intrusion.host import HostWatch
 from secops.intrusion.rules import Finding, Policy, Rules, parse_hours
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 POLL_S = 0.5
+HOST_EVERY_S = 5.0  # listeners, USB storage, SSH keys: a look every few seconds
 AUTH_LOG = Path("/var/log/auth.log")
 
 
@@ -46,14 +48,23 @@ def sources(cfg: Config) -> list[str]:
 
 
 class LoginWatch:
-    def __init__(self, cfg: Config, state_dir: Path) -> None:
+    def __init__(self, cfg: Config, state_dir: Path, *,
+                 previous: LoginWatch | None = None) -> None:
+        """``previous``: the watch this one replaces (a reload), no longer polled: what it
+        counted goes on counting under the new policy."""
         self.cfg = cfg
-        self.rules = Rules(policy(cfg))
+        self.rules: Rules = previous.rules if previous else Rules(policy(cfg))
+        self.rules.policy = policy(cfg)
+        self.samba_records: authlog.SambaRecords = (
+            previous.samba_records if previous else authlog.SambaRecords())
         self.folder = state_dir / "intrusion"
         self.positions = follow.Positions(self.folder)
         self.sources = sources(cfg)
         self.samba = Path(cfg.intrusion.samba_log) if cfg.intrusion.samba_log else None
         self.lines_read = 0
+        self.host: HostWatch = previous.host if previous else HostWatch(self.folder)
+        self.host_at: float | None = None
+        self.errors: list[SecopsError] = []  # the sources the last poll could not read
 
     def prime(self) -> list[Finding]:
         """Meet every source now: a new one at its end (what is there already is history),
@@ -76,20 +87,33 @@ class LoginWatch:
                     events.append(ev)
 
         before = {k: (p.inode, p.offset) for k, p in self.positions.files.items()}
-        for source in self.sources:
-            if source == "journal":
-                for entry in follow.read_journal(self.folder / "journal.cursor"):
-                    self.lines_read += 1
-                    take(authlog.parse_journal(entry))
-                continue
-            for text in follow.read_file(Path(source), self.positions):
-                self.lines_read += 1
-                take(authlog.parse_syslog(text, year=local.year, tz=tz))
-        if self.samba is not None:
-            for text in follow.read_file(self.samba, self.positions):
-                self.lines_read += 1
-                take(authlog.samba_line(text))
+        errors: list[SecopsError] = []
+        every: list[str | Path] = [*self.sources, *([self.samba] if self.samba else [])]
+        for source in every:
+            try:  # one source that cannot be read does not blind the others
+                if source == "journal":
+                    for entry in follow.read_journal(self.folder / "journal.cursor"):
+                        self.lines_read += 1
+                        take(authlog.parse_journal(entry))
+                elif isinstance(source, Path):  # smbd's own log: its JSON audit records
+                    for text in follow.read_file(source, self.positions):
+                        self.lines_read += 1
+                        take(self.samba_records.feed(text))
+                else:
+                    for text in follow.read_file(Path(source), self.positions):
+                        self.lines_read += 1
+                        take(authlog.parse_syslog(text, year=local.year, tz=tz,
+                                                  now=now))
+            except SecopsError as e:
+                errors.append(e)
         findings = [f for ev in events for f in self.rules.feed(ev)]
+        if self.host_at is None or not 0 <= now - self.host_at < HOST_EVERY_S:
+            self.host_at = now
+            try:  # listeners, USB storage, SSH keys: reads never fail, keeping them may
+                findings += self.host.poll(now)
+            except OSError as e:
+                errors.append(OperationalError(f"cannot keep {self.host.path}: {e}"))
+        self.errors = errors
         after = {k: (p.inode, p.offset) for k, p in self.positions.files.items()}
         if after != before:
             self.positions.save()  # after judging: a crash re-reads, never skips
@@ -105,7 +129,8 @@ class LoginWatchThread:
         self.log = log
         self.out: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self.stop = threading.Event()
-        self.error: str | None = None
+        # what prime() could not read was said by the daemon already
+        self.error: str | None = "; ".join(str(e) for e in watch.errors) or None
         self.thread = threading.Thread(target=self._run, daemon=True, name="secops-logins")
 
     def start(self) -> None:
@@ -113,17 +138,15 @@ class LoginWatchThread:
 
     def _run(self) -> None:
         while not self.stop.wait(POLL_S):
+            findings: list[Finding] = []
             try:
                 findings = self.watch.poll()
-            except SecopsError as e:
-                if str(e) != self.error:  # said once, until it changes
-                    self.error = str(e)
-                    self.log("ERROR", f"login watch: {e}")
-                continue
-            except Exception as e:  # the thread must outlive a bad line
-                self.log("ERROR", f"login watch: unexpected {type(e).__name__}: {e}")
-                continue
-            self.error = None
+                error = "; ".join(str(e) for e in self.watch.errors) or None
+            except Exception as e:  # the thread must outlive a bad line, a full disk...
+                error = f"unexpected {type(e).__name__}: {e}"
+            if error is not None and error != self.error:  # said once, until it changes
+                self.log("ERROR", f"login watch: {error}")
+            self.error = error
             for f in findings:
                 self.out.put(f)
 

@@ -67,13 +67,28 @@ class Account:
     line: int
 
 
+_UID = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
+UID_MAX = 0xFFFFFFFF
+
+
+def uid_value(field: str) -> int | None:
+    """The UID glibc reads from a passwd field (strtoul: blanks, a sign, any zeros; too
+    large or negative is the largest), or None where glibc would skip the line."""
+    m = _UID.fullmatch(field)
+    if m is None:
+        return None
+    n = int(m[2])
+    return UID_MAX if m[1] == "-" and n else min(n, UID_MAX)
+
+
 def parse_passwd(text: str) -> list[Account]:
     out = []
     for n, line in enumerate(text.splitlines(), start=1):
         parts = line.split(":")
-        if len(parts) < 7 or not parts[2].isdigit():
+        uid = uid_value(parts[2]) if len(parts) >= 7 else None
+        if uid is None:
             continue
-        out.append(Account(parts[0], parts[1], int(parts[2]), n))
+        out.append(Account(parts[0], parts[1], uid, n))
     return out
 
 
@@ -140,7 +155,8 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-_NOPASSWD_ALL = re.compile(r"NOPASSWD\s*:\s*(?:[A-Z_]+\s*:\s*)*ALL\s*(?:$|,)")
+# "ALL" ends the command list: the line's end, a comma, or a comment ("# ...")
+_NOPASSWD_ALL = re.compile(r"NOPASSWD\s*:\s*(?:[A-Z_]+\s*:\s*)*ALL\s*(?:$|,|#)")
 _USER_SPEC = re.compile(r"^(?P<who>\S+)\s+\S+\s*=")
 
 

@@ -135,12 +135,15 @@ def _unconditional_drop(rule: dict[str, Any]) -> bool:
     return bool(verdicts) and all(set(e) <= {"drop", "reject", "counter", "log"} for e in exprs)
 
 
-def firewall_findings(doc: Any) -> list[Finding]:
+def firewall_findings(doc: Any, own_table: str | None = None) -> list[Finding]:
     """From ``nft -j list ruleset``: is there an input hook, does it deny by default (a
-    ``drop`` policy, or a last rule that drops everything) for IPv4 and IPv6?"""
+    ``drop`` policy, or a last rule that drops everything) for IPv4 and IPv6? secops's own
+    block table (``inet own_table``: a hooked chain that drops the blocked addresses only)
+    is no firewall of the server and is not counted."""
     items = doc.get("nftables", []) if isinstance(doc, dict) else []
     chains = [i["chain"] for i in items if isinstance(i, dict) and isinstance(i.get("chain"),
                                                                               dict)]
+    chains = [c for c in chains if (c.get("family"), c.get("table")) != ("inet", own_table)]
     rules = [i["rule"] for i in items if isinstance(i, dict) and isinstance(i.get("rule"), dict)]
     inputs = [c for c in chains if c.get("hook") == "input"]
     if not inputs:

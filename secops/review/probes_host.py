@@ -6,6 +6,7 @@ settings (``sshd -T``, ``testparm``), then hands plain values to the pure checks
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 from pathlib import Path
@@ -53,7 +54,21 @@ def probe_ssh_options(ctx: Context) -> list[Finding]:
     if done.returncode != 0:
         why = first_line(done.stderr) or f"exit {done.returncode}"
         raise Unknown(Text(f"sshd -T từ chối {conf}: {why}", f"sshd -T refused {conf}: {why}"))
-    return ssh.evaluate(ssh.parse_effective(done.stdout), text, str(conf))
+    lines = ssh.flatten(str(conf), text, lambda pattern: _included(h, pattern))
+    return ssh.evaluate(ssh.parse_effective(done.stdout), lines, str(conf))
+
+
+def _included(h: Host, pattern: str) -> list[tuple[str, str]]:
+    """The files an sshd ``Include`` pattern names on the server, sorted as glob(3) does;
+    one that cannot be read (a FIFO, too large) is Unknown, as the config itself."""
+    rel = pattern.lstrip("/")
+    found = sorted(glob.glob(os.path.join(glob.escape(str(h.root)), rel)))
+    out = []
+    for name in found:
+        text = h.read_text(Path(name))
+        if text is not None:
+            out.append((name, text))
+    return out
 
 
 def probe_ssh_files(ctx: Context) -> list[Finding]:

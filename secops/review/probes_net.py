@@ -89,7 +89,7 @@ def probe_firewall(ctx: Context) -> list[Finding]:
         doc = json.loads(done.stdout)
     except ValueError:
         raise Unknown(Text("nft không trả về JSON", "nft did not print JSON")) from None
-    return network.firewall_findings(doc)
+    return network.firewall_findings(doc, own_table=ctx.cfg.intrusion.nft_table)
 
 
 def probe_firewall_boot(ctx: Context) -> list[Finding]:

@@ -1,11 +1,19 @@
 """SSH server checks (pure): the effective settings as ``sshd -T`` prints them, the config
-text for the line that sets each one, and the modes of the config and host key files."""
+text for the line that sets each one, and the modes of the config and host key files.
+
+The config is read as sshd reads it: ``Keyword value``, ``Keyword=value`` and quoted
+values, and the files ``Include`` names (Debian's sshd_config begins with one), in place,
+a file included inside a Match block as part of that block. ``sshd -T`` does not apply
+Match blocks, so what they turn back on is only seen here.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from secops.review.model import Finding, Spec, bad, judged, ok, spec
+from secops.review.model import Finding, Spec, Text, Unknown, bad, judged, ok, spec
 
 RELOAD_VI = "rồi nạp lại: sshd -t && systemctl reload ssh"
 RELOAD_EN = "then reload: sshd -t && systemctl reload ssh"
@@ -123,44 +131,113 @@ def parse_effective(text: str) -> dict[str, list[str]]:
     return found
 
 
-def locate(config: str, keyword: str, name: str) -> str:
-    """Where ``config`` (file ``name``) sets ``keyword`` outside Match blocks: the first
-    such line (sshd takes the first), or that the default applies."""
-    for n, line in enumerate(config.splitlines(), start=1):
-        words = line.split(None, 1)
-        if not words or words[0].startswith("#"):
-            continue
-        if words[0].lower() == "match":
+SSHDIR = "/etc/ssh"          # where sshd finds an Include given as a relative path
+MAX_INCLUDE_DEPTH = 16       # sshd's own bound (servconf.c, SERVCONF_MAX_DEPTH)
+MAX_INCLUDED = 128           # files read in all: a loop or a fan-out ends here
+_KEYWORD = re.compile(r"([^\s=]+)\s*=?\s*(.*)")
+_ARG = re.compile(r'"([^"]*)"|(\S+)')
+
+
+@dataclass(frozen=True)
+class ConfLine:
+    """One line of the config as sshd reads it: where, its words, and whether it is
+    inside a Match block."""
+
+    name: str
+    number: int
+    text: str
+    words: tuple[str, ...]   # the keyword (as written), then its arguments
+    in_match: bool
+
+    @property
+    def key(self) -> str:
+        return self.words[0].lower()
+
+    def where(self) -> str:
+        return f"{self.name}:{self.number}: {self.text.strip()[:200]}"
+
+
+def words(line: str) -> tuple[str, ...]:
+    """A config line's keyword and arguments, as sshd splits them (``=`` after the
+    keyword, double quotes, a ``#`` word starts a comment); () for none."""
+    m = _KEYWORD.fullmatch(line.strip())
+    if m is None or m[1].startswith("#"):
+        return ()
+    args = []
+    for a in _ARG.finditer(m[2]):
+        if a[2] is not None and a[2].startswith("#"):
             break
-        if words[0].lower() == keyword.lower():
-            return f"{name}:{n}: {line.strip()[:200]}"
+        args.append(a[1] if a[1] is not None else a[2])
+    return (m[1], *args)
+
+
+Reader = Callable[[str], list[tuple[str, str]]]  # a glob pattern -> (name, text) of its files
+
+
+def flatten(name: str, text: str, read: Reader) -> list[ConfLine]:
+    """Every line of the config ``text`` (file ``name``), the included files' in place.
+    ``read`` gives the files an ``Include`` pattern (an absolute path) names, sorted."""
+    walk = _Walk(read)
+    walk.file(name, text, 0, in_match=False)
+    return walk.out
+
+
+@dataclass
+class _Walk:
+    read: Reader
+    out: list[ConfLine] = field(default_factory=list)
+    budget: int = MAX_INCLUDED
+
+    def file(self, name: str, text: str, depth: int, *, in_match: bool) -> None:
+        inside = in_match
+        for n, line in enumerate(text.splitlines(), start=1):
+            w = words(line)
+            if not w:
+                continue
+            if w[0].lower() == "match":
+                inside = True
+            self.out.append(ConfLine(name, n, line, w, inside))
+            if w[0].lower() == "include":
+                for pattern in w[1:]:
+                    self.include(f"{name}:{n}", pattern, depth, in_match=inside)
+
+    def include(self, where: str, pattern: str, depth: int, *, in_match: bool) -> None:
+        if depth + 1 > MAX_INCLUDE_DEPTH or self.budget <= 0:
+            raise Unknown(Text(f"{where}: Include lồng quá sâu hoặc quá nhiều tệp (vòng lặp?)",
+                               f"{where}: Include nested too deep or too many files "
+                               "(a loop?)"))
+        full = pattern if pattern.startswith("/") else f"{SSHDIR}/{pattern}"
+        for name, text in self.read(full):
+            self.budget -= 1
+            # a Match in the included file ends with it; one around the Include holds
+            self.file(name, text, depth + 1, in_match=in_match)
+
+
+def locate(lines: Sequence[ConfLine], keyword: str, name: str = "sshd_config") -> str:
+    """Where the config sets ``keyword`` outside Match blocks: the first such line (sshd
+    takes the first), or that the default applies."""
+    for line in lines:
+        if not line.in_match and line.key == keyword.lower():
+            return line.where()
     return f"{name}: {keyword} (default)"
 
 
-def match_overrides(config: str, name: str) -> list[str]:
+def match_overrides(lines: Sequence[ConfLine]) -> list[str]:
     """Lines inside Match blocks that turn a weakening option on."""
-    found, in_match = [], False
-    for n, line in enumerate(config.splitlines(), start=1):
-        words = line.split()
-        if not words or words[0].startswith("#"):
-            continue
-        key = words[0].lower()
-        if key == "match":
-            in_match = True
-            continue
-        value = words[1].lower() if len(words) > 1 else ""
-        if in_match and value in WEAKENING.get(key, ()):
-            found.append(f"{name}:{n}: {line.strip()[:200]}")
-    return found
+    return [line.where() for line in lines
+            if line.in_match and len(line.words) > 1 and
+            line.words[1].lower() in WEAKENING.get(line.key, ())]
 
 
-def evaluate(eff: dict[str, list[str]], config: str, name: str) -> list[Finding]:
-    """The option checks from the effective settings ``eff``."""
+def evaluate(eff: dict[str, list[str]], lines: Sequence[ConfLine], name: str
+             ) -> list[Finding]:
+    """The option checks from the effective settings ``eff``; ``lines`` (the config as
+    :func:`flatten` gives it) say where each is set."""
     def one(key: str) -> str:
         return (eff.get(key) or [""])[0].lower()
 
     def where(key: str) -> str:
-        return locate(config, key, name)
+        return locate(lines, key, name)
 
     def flag(cid: str, key: str, failing: bool) -> Finding:
         evidence = f"{key} {one(key)} ({where(key)})"
@@ -195,7 +272,7 @@ def evaluate(eff: dict[str, list[str]], config: str, name: str) -> list[Finding]
                           f"{where(key)}: weak algorithms",
                           f"không có thuật toán yếu ({where(key)})",
                           f"no weak algorithm ({where(key)})"))
-    out.append(judged("ssh.match_override", match_overrides(config, name),
+    out.append(judged("ssh.match_override", match_overrides(lines),
                       "khối Match nới lỏng", "Match blocks weaken",
                       "không khối Match nào nới lỏng", "no Match block weakens a setting"))
     return out

@@ -36,6 +36,8 @@ from typing import Any, Self
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from integration import fastkdf
+
 LOOPBACK = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
 SMBD = "/usr/sbin/smbd"
@@ -329,6 +331,7 @@ class RestServer(Server):
         if append_only:
             argv.append("--append-only")
         argv.append(str(root))
+        fastkdf.serve(self.base_url, root)  # its repositories open fast (fastkdf.py)
         self.process = ManagedProcess(
             argv, log_path=workdir / "rclone.log", env=minimal_env(workdir)
         )

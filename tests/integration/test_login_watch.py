@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -244,4 +245,73 @@ office_days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday
         [after] = alerts(office, "auth.login_after_failures")
         assert after["details"]["service"] == "smb"
     finally:
+        d.stop()
+
+
+def test_a_samba_user_name_of_kilobytes_is_still_one_counted_failure(
+        tmp_path: Path, samba_server: SambaServer) -> None:
+    """A real smbd cuts a JSON audit record longer than its 4 KiB debug buffer over several
+    lines (``" +>"``): a client that sends a user name of kilobytes must still be counted,
+    with its real address; the twin, an ordinary wrong password, is counted as ever."""
+    from secops.intrusion import authlog, follow
+
+    smb_log = samba_server.workdir / "smbd.log"
+    positions = follow.Positions(tmp_path / "positions")
+    follow.read_file(smb_log, positions)  # from its end
+    records = authlog.SambaRecords()
+    seen: list[authlog.AuthEvent] = []
+
+    def read() -> list[authlog.AuthEvent]:
+        for text in follow.read_file(smb_log, positions):
+            line = records.feed(text)
+            ev = authlog.auth_event(line, 0.0) if line is not None else None
+            if ev is not None:
+                seen.append(ev)
+        return seen
+
+    long_user = "nguoi-la-" + "x" * 6000
+    done = subprocess.run(["smbclient", f"//{LOOPBACK}/{samba_server.share}", "-p",
+                           str(samba_server.port), "-U", f"{long_user}%sai", "-c", "ls"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert smb_login(samba_server, "sai-mat-khau") != 0  # the twin
+    wait_for(lambda: len(read()) >= 2, 30, "both failures in the audit")
+    assert [(e.kind, e.source) for e in seen] == [("failure", LOOPBACK)] * 2, seen
+    assert long_user in (seen[0].user or "")
+    assert seen[1].user == f"WORKGROUP\\{samba_server.user}"
+
+
+def test_a_port_opened_to_the_network_is_told_and_its_playbook_runs(tmp_path: Path) -> None:
+    """The host watch in the real daemon: a port opened on all addresses while it runs is
+    ``service.new_listener`` with the process behind it, and the new-listener playbook
+    tells the office; the twin, a port on loopback only, is never told."""
+    drop = tmp_path / "drop"
+    office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))],
+                    tail=PLAYBOOK_TAIL.format(drop=drop) + "\n[intrusion]\nsources = []\n"
+                    ).write()
+    assert office.run("init").code == 0
+    d = Daemon(office).start()
+    opened: list[socket.socket] = []
+    try:
+        wait_for(lambda: "login watch:" in d.log(), 30, "the login watch")
+        wait_for((office.state / "intrusion" / "host.json").exists, 60,
+                 "the host watch's first look")
+        for address in (LOOPBACK, "0.0.0.0"):  # noqa: S104 - the listener under test
+            s = socket.socket()
+            s.bind((address, 0))
+            s.listen()
+            opened.append(s)
+        inside, outside = (int(s.getsockname()[1]) for s in opened)
+        wait_for(lambda: any(a["details"]["port"] == outside
+                             for a in alerts(office, "service.new_listener")), 60,
+                 "service.new_listener")
+        mine = [a["details"] for a in alerts(office, "service.new_listener")
+                if a["details"]["port"] in (inside, outside)]
+        assert [m["port"] for m in mine] == [outside], mine
+        assert f"pid {os.getpid()}" in mine[0]["process"], mine
+        wait_for(lambda: any(f"tcp/{outside}" in s for s in drop_subjects(drop)), 60,
+                 "the new-listener notice")
+    finally:
+        for s in opened:
+            s.close()
         d.stop()

@@ -129,6 +129,8 @@ def test_dry_runs_touch_nothing(office: Office, smtp_server: SmtpServer,
     ("state-failed", {"vanphong@tan-ky.test"}),
     ("login-after-failures", {"vanphong@tan-ky.test", "congan@tan-ky.test"}),
     ("account-changed", {"vanphong@tan-ky.test"}),
+    ("usb-storage", {"vanphong@tan-ky.test", "congan@tan-ky.test"}),
+    ("new-listener", {"vanphong@tan-ky.test"}),
     ("protected-file-changed", {"vanphong@tan-ky.test"}),
 ])
 def test_real_run_opens_an_incident_and_notifies(office: Office, smtp_server: SmtpServer,
@@ -146,7 +148,7 @@ def test_real_run_opens_an_incident_and_notifies(office: Office, smtp_server: Sm
     steps = [t for t in shown["timeline"] if t["what"] == "step"]
     assert [s["step"] for s in steps] == [s["step"] for s in doc["steps"]]
     if playbook in ("audit-tampered", "logs-tampered", "protected-file-changed",
-                    "login-after-failures"):
+                    "login-after-failures", "usb-storage"):
         names = [e["name"] for e in shown["evidence"]]
         assert names[:4] == ["processes.json", "network.json", "users.json",
                              "open_files.json"]  # RFC 3227: most volatile first

@@ -548,3 +548,143 @@ def test_live_listener_is_named_by_its_process_and_loopback_is_not(tmp_path: Pat
         me = Path("/proc/self/comm").read_text().strip()  # python, or pytest as CI runs it
         assert f"tcp 0.0.0.0:{wide.getsockname()[1]} ({me}" in found
         assert f":{local.getsockname()[1]}" not in found
+
+
+# -- sshd_config as sshd reads it (attacker-side review) ---------------------------------------
+
+def no_include(pattern: str) -> list[tuple[str, str]]:
+    raise AssertionError(f"nothing is included here: {pattern}")
+
+
+@pytest.mark.parametrize("line", [
+    "PasswordAuthentication=yes", "PasswordAuthentication = yes",
+    'PasswordAuthentication "yes"', "\tPermitRootLogin\tYES", "permitrootlogin=Yes  # hi"])
+def test_a_match_block_weakening_in_any_spelling_sshd_reads_is_found(line: str) -> None:
+    """sshd takes ``Keyword=value``, ``Keyword = value`` and quoted values: a review that
+    splits on spaces only would pass a Match block that turns passwords back on."""
+    from secops.review import ssh
+
+    text = f"PasswordAuthentication no\nMatch User clerk\n{line}\n"
+    found = ssh.match_overrides(ssh.flatten("sshd_config", text, no_include))
+    assert found == [f"sshd_config:3: {line.strip()}"]
+    twin = text.replace("yes", "no").replace("YES", "no").replace("Yes", "no")
+    assert ssh.match_overrides(ssh.flatten("sshd_config", twin, no_include)) == []
+
+
+def test_what_an_included_file_sets_is_what_the_review_reads() -> None:
+    """Debian's sshd_config begins with ``Include /etc/ssh/sshd_config.d/*.conf``: a Match
+    block there, or a setting there (sshd takes the first), is part of the config."""
+    from secops.review import ssh
+
+    files = {"/etc/ssh/sshd_config.d/*.conf": [
+        ("/etc/ssh/sshd_config.d/10-pw.conf", "PasswordAuthentication yes\n"),
+        ("/etc/ssh/sshd_config.d/50-clerk.conf", "Match User clerk\n  PermitRootLogin yes\n")],
+        "/etc/ssh/inside.conf": [("/etc/ssh/inside.conf", "X11Forwarding yes\n")]}
+    text = ("Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\n"
+            "Match Address 10.0.0.0/8\n  Include inside.conf\n")
+    lines = ssh.flatten("/etc/ssh/sshd_config", text, lambda p: files[p])
+    assert ssh.locate(lines, "passwordauthentication") == \
+        "/etc/ssh/sshd_config.d/10-pw.conf:1: PasswordAuthentication yes"
+    assert ssh.match_overrides(lines) == [
+        "/etc/ssh/sshd_config.d/50-clerk.conf:2: PermitRootLogin yes",
+        "/etc/ssh/inside.conf:1: X11Forwarding yes"]  # included inside a Match block
+    # the twin: the same files, none weakening
+    calm = {k: [(n, t.replace("yes", "no")) for n, t in v] for k, v in files.items()}
+    lines = ssh.flatten("/etc/ssh/sshd_config", text, lambda p: calm[p])
+    assert ssh.match_overrides(lines) == []
+
+
+def test_an_include_loop_ends_with_a_clear_reason() -> None:
+    from secops.review import ssh
+
+    text = "Include /etc/ssh/sshd_config\nPermitRootLogin no\n"
+    with pytest.raises(Unknown) as e:
+        ssh.flatten("/etc/ssh/sshd_config", text, lambda p: [(p, text)])
+    assert "Include" in e.value.reason.en and e.value.reason.vi
+
+
+def test_a_match_block_in_an_included_file_fails_the_review(tmp_path: Path,
+                                                            host_key: Path) -> None:
+    need("sshd")
+    shutil.copy(host_key, write(tmp_path, "etc/ssh/ssh_host_ed25519_key", "", 0o600))
+    cfg = config(tmp_path, weak=False)
+    ctx = Context(Host(tmp_path), cfg, time.time())
+    write(tmp_path, "etc/ssh/sshd_config",
+          "Include /etc/ssh/sshd_config.d/*.conf\n" + sshd_config(weak=False))
+    for value, status in (("yes", "fail"), ("no", "pass")):
+        write(tmp_path, "etc/ssh/sshd_config.d/50-clerk.conf",
+              f"Match User clerk\n  PasswordAuthentication {value}\n")
+        found = run_probe(SSH_OPTION_IDS, probe_ssh_options, ctx)["ssh.match_override"]
+        assert found.status == status, found.found
+    assert "50-clerk.conf:2: PasswordAuthentication yes" not in found.found.en
+    # an included file that is not a regular file: a reason, never a traceback
+    (tmp_path / "etc/ssh/sshd_config.d/50-clerk.conf").unlink()
+    os.mkfifo(tmp_path / "etc/ssh/sshd_config.d/50-clerk.conf")
+    found = run_probe(SSH_OPTION_IDS, probe_ssh_options, ctx)["ssh.match_override"]
+    assert found.status == "unknown" and "not a regular file" in found.found.en
+
+
+@pytest.mark.parametrize("rule", [
+    "clerk ALL=(ALL) NOPASSWD: ALL # for the backup scripts",
+    "clerk ALL=(ALL:ALL) NOPASSWD:ALL#no password", "%sudo ALL = NOPASSWD: ALL\t# x"])
+def test_a_nopasswd_all_rule_with_a_comment_after_it_is_found(rule: str) -> None:
+    """sudo reads a ``#`` after a rule as a comment: the rule still gives every command
+    without a password, and the comment must not hide it from the review."""
+    from secops.review import accounts
+
+    found = {f.id: f for f in accounts.sudo_findings([("/etc/sudoers.d/clerk", rule + "\n")])}
+    assert found["sudo.nopasswd_all"].status == "fail", rule
+    import re
+
+    twin = re.sub(r"NOPASSWD:\s*ALL", "NOPASSWD: /usr/bin/rsync", rule)
+    assert twin != rule
+    found = {f.id: f for f in accounts.sudo_findings([("/etc/sudoers.d/clerk", twin + "\n")])}
+    assert found["sudo.nopasswd_all"].status == "pass", twin
+
+
+def secops_block_table(table: str = "secops") -> list[dict[str, Any]]:
+    """What ``nft -j list ruleset`` shows of secops's own block table (intrusion.nft)."""
+    chain = {"family": "inet", "table": table, "name": "input", "handle": 3,
+             "type": "filter", "hook": "input", "prio": -10, "policy": "accept"}
+    rules = [{"rule": {"family": "inet", "table": table, "chain": "input", "handle": h,
+                       "expr": [{"match": {"op": "==", "left": {"payload": {
+                           "protocol": p, "field": "saddr"}}, "right": f"@blocked{v}"}},
+                                {"drop": None}]}} for h, p, v in ((4, "ip", 4), (5, "ip6", 6))]
+    return [{"table": {"family": "inet", "name": table, "handle": 1}}, {"chain": chain},
+            *rules]
+
+
+def test_secops_s_own_block_table_is_no_firewall_of_the_server() -> None:
+    """Once secops has blocked an address, its own table (a chain on the input hook that
+    drops only the blocked sets, policy accept) is there: that is no firewall, and the
+    review must not say the server has one."""
+    from secops.review import network
+
+    only_ours = {"nftables": secops_block_table("secops")}
+    found = {f.id: f for f in network.firewall_findings(only_ours, own_table="secops")}
+    assert found["firewall.present"].status == "fail", found["firewall.present"].found
+    assert found["firewall.input_policy"].status == "fail"
+    # the twin: beside a real default-deny firewall, secops's table changes nothing
+    real = {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 1,
+                      "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}
+    both = {"nftables": [*secops_block_table("secops"), real]}
+    found = {f.id: f for f in network.firewall_findings(both, own_table="secops")}
+    assert [found[i].status for i in ("firewall.present", "firewall.input_policy")] == [
+        "pass", "pass"]
+    assert "secops" not in found["firewall.present"].found.en
+
+
+@pytest.mark.parametrize("uid", ["+0", "-0", " 0", "000"])
+def test_a_uid_0_spelled_as_glibc_still_reads_it_is_found(uid: str) -> None:
+    """glibc reads the UID field with strtoul: a sign, leading blanks and zeros are all
+    UID 0 to login, su and sshd. A backdoor account so written must not pass."""
+    from secops.review import accounts
+
+    text = f"root:x:0:0:root:/root:/bin/bash\ntoor:x:{uid}:0::/root:/bin/bash\n"
+    found = {f.id: f for f in accounts.account_findings(
+        accounts.parse_passwd(text), None, "/etc/passwd", "/etc/shadow")}
+    assert found["accounts.uid0"].status == "fail" and "toor" in found["accounts.uid0"].found.en
+    twin = text.replace(f":{uid}:0::", ":1001:0::")
+    found = {f.id: f for f in accounts.account_findings(
+        accounts.parse_passwd(twin), None, "/etc/passwd", "/etc/shadow")}
+    assert found["accounts.uid0"].status == "pass"
