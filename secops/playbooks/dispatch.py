@@ -46,7 +46,8 @@ def run_playbook(cfg: Config, pb: Playbook, event: dict[str, Any], *, dry_run: b
     own = store is None
     store = store or IncidentStore(Path(cfg.paths.state_dir) / "state.db", cfg.office.code)
     try:
-        incident, new = store.open_or_join(pb.id, event, pb.severity)
+        incident, new = store.open_or_join(pb.id, event, pb.severity,
+                                           pb.trigger.incident_per)
         if not new:
             log("INFO", f"{event.get('kind')} joins incident {incident.id} ({pb.id})")
             return incident, False, []

@@ -9,7 +9,9 @@ the report, not the UTC one. The notices sent to the authorities are recorded he
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -92,9 +94,10 @@ class IncidentStore:
 
     # -- opening and joining ---------------------------------------------------------------
 
-    def open_or_join(self, playbook: str, event: dict[str, Any], severity: str
-                     ) -> tuple[Incident, bool]:
-        """(incident, True if new). An open incident of the same playbook is joined.
+    def open_or_join(self, playbook: str, event: dict[str, Any], severity: str,
+                     per: Sequence[str] = ()) -> tuple[Incident, bool]:
+        """(incident, True if new). An open incident of the same playbook is joined, when
+        its first event agrees with ``event`` on the fields ``per`` (all, when none).
 
         One write transaction from the first read (``BEGIN IMMEDIATE``): two playbooks run
         on one event, each in its own thread and connection, never see the same free number;
@@ -102,9 +105,11 @@ class IncidentStore:
         """
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute(
-                "SELECT id FROM incidents WHERE playbook = ? AND state != 'closed' "
-                "ORDER BY opened DESC LIMIT 1", (playbook,)).fetchone()
+            want = _group(event, per)
+            row = next((r for r in self._db.execute(
+                "SELECT id, event FROM incidents WHERE playbook = ? AND state != 'closed' "
+                "ORDER BY opened DESC", (playbook,))
+                if not per or _group(pathtext.loads(r[1]), per) == want), None)
             now = time.time()
             if row is not None:
                 self._add(row[0], now, "event.joined", {"event": event})
@@ -296,3 +301,14 @@ class IncidentStore:
     def reset_hits(self, playbook: str) -> None:
         with self._db:
             self._db.execute("DELETE FROM trigger_hits WHERE playbook = ?", (playbook,))
+
+
+def _group(event: dict[str, Any], per: Sequence[str]) -> list[str]:
+    """The values of ``per`` in ``event`` (a missing one is its own value)."""
+    out = []
+    for dotted in per:
+        cur: Any = event
+        for part in dotted.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        out.append(json.dumps(cur, sort_keys=True, default=str))
+    return out

@@ -36,6 +36,12 @@ class Trigger(_Strict, kw_only=True, frozen=True):
     event: EventKind | Annotated[list[EventKind], msgspec.Meta(min_length=1)]
     where: list[Condition] = msgspec.field(default_factory=list)
     threshold: Threshold | None = None
+    # event fields that tell incidents apart: an event joins an open incident of the
+    # playbook only when these agree (e.g. ["details.source"]: each address its own block);
+    # none: every event joins the playbook's open incident (a repeating alert)
+    incident_per: list[Annotated[str, msgspec.Meta(
+        pattern=r"^(kind|severity|source|details)(\.[A-Za-z0-9_-]+)*$")]] = msgspec.field(
+        default_factory=list)
 
     @property
     def kinds(self) -> list[str]:

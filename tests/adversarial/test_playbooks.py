@@ -136,6 +136,34 @@ def test_incident_numbers_continue_after_the_highest_not_the_count(tmp_path: Pat
     assert new and nxt.id == f"{prefix}-006"
 
 
+def test_a_second_attacker_is_its_own_incident_where_the_playbook_says_so(
+        tmp_path: Path) -> None:
+    """Guessing from a second address while the first address's incident is open: with
+    ``incident_per: [details.source]`` (auth-bruteforce) it opens its own incident, so its
+    block runs; the same address again joins. The twin, a playbook without it: every event
+    joins (a repeating alert is one incident)."""
+    cfg = office(tmp_path)
+    store = IncidentStore(Path(cfg.paths.state_dir) / "state.db", cfg.office.code)
+
+    def guess(source: str, playbook: str, per: tuple[str, ...]) -> tuple[str, bool]:
+        event = {"kind": "auth.bruteforce", "time": "2026-12-03T02:00:00Z", "source": "daemon",
+                 "severity": "high", "details": {"source": source, "failures": 5}}
+        incident, new = store.open_or_join(playbook, event, "high", per)
+        return incident.id, new
+
+    try:
+        a, new_a = guess("203.0.113.7", "auth-bruteforce", ("details.source",))
+        b, new_b = guess("198.51.100.9", "auth-bruteforce", ("details.source",))
+        a2, new_a2 = guess("203.0.113.7", "auth-bruteforce", ("details.source",))
+        c, new_c = guess("203.0.113.7", "other", ())
+        d, new_d = guess("198.51.100.9", "other", ())
+    finally:
+        store.close()
+    assert new_a and new_b and a != b
+    assert (a2, new_a2) == (a, False)
+    assert new_c and (d, new_d) == (c, False)
+
+
 # -- item 6: a failed run is an alert, never a trigger ----------------------------------------
 
 def refuse_new_incidents(cfg: Config) -> None:
