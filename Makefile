@@ -6,13 +6,16 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := restic rclone gnupg openssh-server openssh-client python3-venv ca-certificates systemd shellcheck \
 	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
 	libreoffice-writer-nogui libreoffice-calc-nogui python3-uno imagemagick git zip unzip \
-	samba smbclient libfaketime nftables rsyslog
+	samba smbclient libfaketime nftables rsyslog softhsm2 libnss3-tools
 # the office software the detection tests run: LibreOffice (UNO), ImageMagick, git, zip,
 # and Samba (smbd: the clerks' PCs reach the election folder over its share); libfaketime
 # (a clock step under the real daemon, tests/faults/test_clock_step.py); nftables (the block
-# action) and rsyslog (sshd writing auth.log: tests/integration/test_login_watch.py)
+# action) and rsyslog (sshd writing auth.log: tests/integration/test_login_watch.py);
+# SoftHSM2 (the token of the PAdES tests) and NSS's certutil (pdfsig's trust store):
+# tests/integration/test_pades.py
 TOOLS  := restic rclone gpg /usr/sbin/sshd ssh systemd-analyze shellcheck pdftoppm \
-	soffice mogrify git zip unzip /usr/sbin/smbd /usr/sbin/nft /usr/sbin/rsyslogd
+	soffice mogrify git zip unzip /usr/sbin/smbd /usr/sbin/nft /usr/sbin/rsyslogd \
+	softhsm2-util certutil pdfsig
 # reports: WeasyPrint needs Pango; the PDF's Vietnamese needs a font with its glyphs
 LIBS   := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
@@ -76,6 +79,7 @@ bench: deps bench-deps venv
 	$(BIN)/python bench/audit_bench.py
 	$(BIN)/python bench/playbook_bench.py
 	$(BIN)/python bench/login_bench.py
+	$(BIN)/python bench/sign_bench.py
 
 install: ## install on this server as root: /opt/secops, /usr/local/bin/secops, the unit, /etc/secops
 	scripts/install.sh

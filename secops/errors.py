@@ -89,4 +89,6 @@ class SecretFileError(ConfigError):
 
 
 class SigningError(OperationalError):
-    """GnuPG or Ed25519 signing, encryption or decryption failed."""
+    """GnuPG or Ed25519 signing, encryption or decryption failed, or a PAdES signature
+    could not be made (certificate not valid now, no chain to a configured root, token
+    absent, PIN refused, time-stamping service unreachable)."""

@@ -28,6 +28,8 @@ MARKER_BINARIES = {
     "requires_gpg": "gpg",
     "requires_libreoffice": "soffice",
     "requires_smbd": "smbd",
+    "requires_softhsm": "softhsm2-util",
+    "requires_pdfsig": "pdfsig",
 }
 CLEARED_PREFIXES = ("RESTIC_", "SECOPS_", "AWS_", "GNUPGHOME")
 

@@ -132,9 +132,11 @@ def parse_size(text: str) -> int:
 
 from secops.reports.drill_cmd import drill, verify_drill  # noqa: E402
 from secops.reports.weekly_cmd import weekly  # noqa: E402 - attached after the group exists
+from secops.signing.verify_cmd import verify_pdf_cmd  # noqa: E402
 
 report_group.add_command(weekly)
 report_group.add_command(drill)
 report_group.add_command(verify_drill)
+report_group.add_command(verify_pdf_cmd)
 
 COMMANDS = [report_group, bundle_group]

@@ -116,6 +116,10 @@ def problems(cfg: Config) -> list[tuple[str, str]]:
             out.append((f"playbooks.uploads[{i}].host", "must be a host name or an IP address"))
         if not _USER.fullmatch(u.user):
             out.append((f"playbooks.uploads[{i}].user", f"{u.user!r} is not a user name"))
+    if cfg.signing is not None and cfg.signing.tsa_url is not None:
+        p = url_problem(cfg.signing.tsa_url)
+        if p:
+            out.append(("signing.tsa_url", p))
     return out
 
 

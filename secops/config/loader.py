@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from secops.config.schema import Config, Target
+from secops.config.schema import Config, Signing, Target
 from secops.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/secops/secops.toml")
@@ -159,8 +159,41 @@ def _resolve_paths(cfg: Config, base: Path, src: Path) -> Config:
     office = cfg.office if personal is None else msgspec.structs.replace(
         cfg.office, personal_data=[path(p, f"office.personal_data[{i}]")
                                    for i, p in enumerate(personal)])
+    sg = cfg.signing
+    signing = None if sg is None else msgspec.structs.replace(
+        sg, **{k: opt(getattr(sg, k), f"signing.{k}") for k in SIGNING_FILES},
+        chain=[path(p, f"signing.chain[{i}]") for i, p in enumerate(sg.chain)],
+        trust_roots=[path(p, f"signing.trust_roots[{i}]") for i, p in enumerate(sg.trust_roots)])
     return msgspec.structs.replace(cfg, office=office, paths=paths, backup=backup,
-                                   notify=notify, playbooks=playbooks, logs=logs)
+                                   notify=notify, playbooks=playbooks, logs=logs,
+                                   signing=signing)
+
+
+SIGNING_FILES = ("pkcs11_module", "pin_file", "pkcs12", "pkcs12_password_file", "certificate")
+_TOKEN_KEYS = ("pkcs11_module", "token_label", "key_label", "pin_file", "pin_credential")
+
+
+def _check_signing(sg: Signing, path: Path) -> None:
+    """Either a token (module, token label, key label, one PIN source) or a PKCS#12 file
+    with its password file: never a mix, never half of one."""
+    token = [k for k in _TOKEN_KEYS if getattr(sg, k) is not None]
+    if sg.pkcs12 is not None:
+        if token:
+            raise ConfigError(f"{path}: signing.{token[0]}: a token key beside signing.pkcs12; "
+                              "use either the token or the PKCS#12 file")
+        if sg.pkcs12_password_file is None:
+            raise ConfigError(f"{path}: signing.pkcs12_password_file: required key is missing "
+                              "(the PKCS#12 password, in a 0600 file)")
+        return
+    if sg.pkcs12_password_file is not None:
+        raise ConfigError(f"{path}: signing.pkcs12_password_file: set without signing.pkcs12")
+    for k in ("pkcs11_module", "token_label", "key_label"):
+        if getattr(sg, k) is None:
+            raise ConfigError(f"{path}: signing.{k}: required key is missing (signing needs "
+                              "pkcs11_module, token_label, key_label and a PIN, or pkcs12)")
+    if (sg.pin_file is None) == (sg.pin_credential is None):
+        raise ConfigError(f"{path}: signing.pin_file: set exactly one of pin_file (a 0600 "
+                          "file) and pin_credential (a systemd credential name)")
 
 
 def _check_semantics(cfg: Config, path: Path) -> None:
@@ -207,6 +240,8 @@ def _check_semantics(cfg: Config, path: Path) -> None:
         except ValueError:
             raise ConfigError(f"{path}: intrusion.allow[{i}]: {a!r} is not an address or a "
                               "network (e.g. 192.168.1.0/24)") from None
+    if cfg.signing is not None:
+        _check_signing(cfg.signing, path)
     if cfg.backup.max_delay_seconds and cfg.backup.max_delay_seconds < cfg.backup.debounce_seconds:
         raise ConfigError(
             f"{path}: backup.max_delay_seconds: must be at least backup.debounce_seconds "

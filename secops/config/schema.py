@@ -223,6 +223,40 @@ class Playbooks(_Strict, kw_only=True, frozen=True):
     uploads: list[UploadTarget] = msgspec.field(default_factory=list)
 
 
+class Signing(_Strict, kw_only=True, frozen=True):
+    """PAdES signatures on the PDF reports with the office's X.509 certificate
+    (docs/signing.md): a key on a PKCS#11 token (the office's USB token; the key never
+    leaves it) or, for an office without one, a PKCS#12 file. Cross-key rules (one of the
+    two, the keys each needs) are the loader's."""
+
+    # the token: the vendor's PKCS#11 module, the token's label, the key's label, and the
+    # user PIN from a 0600 file or a systemd credential ($CREDENTIALS_DIRECTORY/NAME)
+    pkcs11_module: str | None = None
+    token_label: str | None = None
+    key_label: str | None = None
+    pin_file: str | None = None
+    pin_credential: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+                                                )] | None = None
+    # or a PKCS#12 file and its password (a 0600 file)
+    pkcs12: str | None = None
+    pkcs12_password_file: str | None = None
+    # the signer's certificate (PEM; default for a token: the one stored beside the key
+    # under key_label) and the issuing CAs up to the root (PEM files)
+    certificate: str | None = None
+    chain: list[Annotated[str, msgspec.Meta(min_length=1)]] = msgspec.field(
+        default_factory=list)
+    # the roots the signer's certificate must chain to (PEM); default: the self-signed
+    # certificates in chain
+    trust_roots: list[Annotated[str, msgspec.Meta(min_length=1)]] = msgspec.field(
+        default_factory=list)
+    # an RFC 3161 time-stamping service: PAdES B-T; without it B-B, and the reports say so
+    tsa_url: str | None = None
+    tsa_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 20.0
+    # the signature box: default the certificate's common name; the title (e.g. "Chủ tịch")
+    signer_name: str | None = None
+    signer_title: str = ""
+
+
 class Config(_Strict, kw_only=True, frozen=True):
     office: Office
     paths: Paths
@@ -235,6 +269,7 @@ class Config(_Strict, kw_only=True, frozen=True):
     notify: Notify = msgspec.field(default_factory=Notify)
     intrusion: Intrusion = msgspec.field(default_factory=Intrusion)
     playbooks: Playbooks = msgspec.field(default_factory=Playbooks)
+    signing: Signing | None = None   # PAdES signatures on the PDF reports; none: unsigned PDFs
     # Where the file was loaded from; filled by the loader, never read from TOML.
     source: str = ""
 

@@ -117,7 +117,7 @@ def _stage_and_pack(cfg: Config, store: IncidentStore, inc: Incident, lang: str,
     from secops.playbooks.summary import summary
     from secops.reports import incident_report as ir
     from secops.reports.incident_render import pdf_meta
-    from secops.reports.pdf import render_pdf
+    from secops.reports.pdf import render_report_pdf
 
     state = StateDir(Path(cfg.paths.state_dir))
     timeline = store.timeline(inc.id)
@@ -146,9 +146,12 @@ def _stage_and_pack(cfg: Config, store: IncidentStore, inc: Incident, lang: str,
     doc = ir.build(cfg, store, inc.id, lang, now=now, signer=signer, audit=audit,
                    bundle_name=name, encrypted_to=recipients)
     html = ir.render_html(doc, lang)
+    # PAdES-signed by the office's certificate when [signing] is set (inside the GPG-signed
+    # bundle too: the police can check the PDF on its own)
+    pdf, _ = render_report_pdf(html, pdf_meta(doc, lang), cfg.signing, cfg.office.name, lang)
     staged = {
         "report.html": html.encode("utf-8"), "report.md": ir.render_md(doc, lang).encode(),
-        "report.pdf": render_pdf(html, pdf_meta(doc, lang)), "report.json": _json(doc),
+        "report.pdf": pdf, "report.json": _json(doc),
         "incident.json": _json(summary(store, inc.id)), "timeline.json": _json(timeline),
         "README.txt": readme(inc.id, cfg.office.name, signer, name, doc["generated"],
                              encrypted=bool(recipients)).encode(),

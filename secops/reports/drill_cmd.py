@@ -26,7 +26,8 @@ def drill(app: AppContext, file: Path, lang: str | None, as_json: bool) -> int:
     from secops.reports.drill_report import print_report
 
     cfg = app.config()
-    out = print_report(StateDir(Path(cfg.paths.state_dir)), file, lang or cfg.office.language)
+    out = print_report(StateDir(Path(cfg.paths.state_dir)), file, lang or cfg.office.language,
+                       signing=cfg.signing)
     app.audit("report.drill", {"json": str(file), **out})
     if as_json:
         emit_json(out)
@@ -34,6 +35,10 @@ def drill(app: AppContext, file: Path, lang: str | None, as_json: bool) -> int:
         click.echo(f"Drill report, printing {out['revision']} ({out['language']}):\n"
                    f"  page       {out['html']}\n  PDF        {out['pdf']}\n"
                    f"  signature  {out['signature']}")
+        if out.get("pades"):
+            from secops.signing.outcome import pades_line
+
+            click.echo(pades_line(out["pades"], out["pdf"]))
         if out["snapshot_id"] != out["recorded_snapshot_id"]:
             click.echo(f"  snapshot   {out['snapshot_id']} (the JSON records "
                        f"{out['recorded_snapshot_id']}, its id at drill time)")

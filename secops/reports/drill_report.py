@@ -22,7 +22,7 @@ import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secops.errors import IntegrityError, UsageError
 from secops.files import atomic_write
@@ -31,6 +31,9 @@ from secops.layout import StateDir
 from secops.pathtext import decode, display, encode_tree
 from secops.reports import paper, revisions
 from secops.reports.i18n import lang_of, words
+
+if TYPE_CHECKING:
+    from secops.config.schema import Signing
 
 PRINT_SUFFIXES = (".html", ".pdf", ".pdf.sig")
 VERIFY_CMD = "secops report verify-drill {json} --public-key office-ed25519.pub"
@@ -132,7 +135,8 @@ def base_name(stamp: str, target: str) -> str:
 
 
 def write_report(state: StateDir, report: dict[str, Any], lang: str, stamp: str,
-                 now: datetime | None = None) -> dict[str, Any]:
+                 now: datetime | None = None, *, signing: Signing | None = None
+                 ) -> dict[str, Any]:
     """Write ``drill-STAMP-TARGET.json`` and its ``.json.sig``, then print it in ``lang``
     (HTML, PDF and the PDF's signature): ``{"json", "html", "pdf", "signature"}``, or
     ``{"json", "print_error"}`` when the PDF could not be made (the signed result stands;
@@ -150,22 +154,25 @@ def write_report(state: StateDir, report: dict[str, Any], lang: str, stamp: str,
     atomic_write(json_path, data, 0o640)
     atomic_write(state.reports / f"{base}.json.sig", sign(data, key), 0o640)
     try:
-        printed = print_report(state, json_path, lang, now=now)
+        printed = print_report(state, json_path, lang, now=now, signing=signing)
     except SecopsError as e:
         return {"json": str(json_path), "print_error": str(e)}
-    return {"json": str(json_path), **{k: printed[k] for k in ("html", "pdf", "signature")}}
+    return {"json": str(json_path), **{k: printed[k] for k in ("html", "pdf", "signature",
+                                                              "pades") if k in printed}}
 
 
 def print_report(state: StateDir, json_path: Path, lang: str, *,
-                 now: datetime | None = None) -> dict[str, Any]:
+                 now: datetime | None = None, signing: Signing | None = None
+                 ) -> dict[str, Any]:
     """The printed report of a signed drill JSON, in ``lang``, as the next free revision:
     ``{"html", "pdf", "signature", "revision", "snapshot_id", "recorded_snapshot_id"}``.
     The JSON's signature is checked first (office key): nothing is printed from a JSON that
-    does not verify."""
+    does not verify. With ``signing`` (the config's [signing]) the PDF is PAdES-signed too,
+    before anything is written (``"pades"`` in the result says how)."""
     from secops.backup import lineage
     from secops.keys.signature import load_public_key
     from secops.keys.store import load_office_key
-    from secops.reports.pdf import render_pdf
+    from secops.reports.pdf import pades_summary, render_report_pdf
 
     lang = lang_of(lang)
     data = json_path.read_bytes()
@@ -183,14 +190,16 @@ def print_report(state: StateDir, json_path: Path, lang: str, *,
                "pdf_sig": f"{stem}.pdf.sig", "sha256": hashlib.sha256(data).hexdigest(),
                "time": when.isoformat(), "revision": n}
     html = render_html(report, lang, current_id=current, printed=printed)
-    pdf = render_pdf(html, pdf_meta(report, lang, when))
+    office = str(report.get("office_name") or report.get("office") or "secops")
+    pdf, signed = render_report_pdf(html, pdf_meta(report, lang, when), signing, office, lang)
     out = {"html": folder / f"{stem}.html", "pdf": folder / f"{stem}.pdf",
            "signature": folder / f"{stem}.pdf.sig"}
     atomic_write(out["html"], html.encode("utf-8"), 0o640)
     atomic_write(out["pdf"], pdf, 0o640)
     atomic_write(out["signature"], sign(pdf, key), 0o640)
+    pades = {"pades": pades_summary(signed)} if signed else {}
     return {**{k: str(v) for k, v in out.items()}, "revision": n, "snapshot_id": current,
-            "recorded_snapshot_id": recorded, "language": lang}
+            "recorded_snapshot_id": recorded, "language": lang, **pades}
 
 
 def check_signature(path: Path, public_key: Any) -> dict[str, Any]:

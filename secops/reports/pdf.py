@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secops import __version__
 from secops.errors import ToolMissing
+
+if TYPE_CHECKING:
+    from secops.config.schema import Signing
+    from secops.signing.pades import Signed
 
 FONTS = '"DejaVu Sans", "Noto Sans", "Liberation Sans", sans-serif'
 CREATOR = f"secops {__version__}"
@@ -45,6 +49,11 @@ def w3c_date(dt: datetime) -> str:
 def render_pdf(html: str, meta: PdfMeta | None = None) -> bytes:
     """The PDF of ``html`` (which must not fetch anything: no base URL is given), with
     ``meta`` as its document information (see the module's docstring without it)."""
+    return _render(html, meta)[0]
+
+
+def _render(html: str, meta: PdfMeta | None) -> tuple[bytes, Any]:
+    """The PDF and WeasyPrint's last page (its anchors: where each id landed)."""
     try:
         import weasyprint
     except (ImportError, OSError) as e:  # OSError: Pango missing
@@ -53,7 +62,48 @@ def render_pdf(html: str, meta: PdfMeta | None = None) -> bytes:
                                "fonts-dejavu-core") from None
     doc = weasyprint.HTML(string=html, url_fetcher=_no_fetch).render()
     _apply(doc.metadata, meta)
-    return bytes(doc.write_pdf())
+    return bytes(doc.write_pdf()), doc.pages[-1]
+
+
+# The room the PAdES signature box takes at the end of the last page (secops.signing).
+SLOT_ID = "secops-signature-slot"
+SLOT = (f'<div id="{SLOT_ID}" style="height: 24mm; width: 95mm; margin: 6mm 0 0 auto; '
+        'break-inside: avoid"></div>')
+CSS_PX = 0.75           # PDF points per CSS pixel
+
+
+def with_slot(html: str) -> str:
+    """``html`` with room for the signature box after its last content."""
+    at = html.rfind("</body>")
+    return html + SLOT if at < 0 else html[:at] + SLOT + html[at:]
+
+
+def render_report_pdf(html: str, meta: PdfMeta | None, signing: Signing | None,
+                      office: str, lang: str) -> tuple[bytes, Signed | None]:
+    """The report's PDF as ``render_pdf`` makes it, PAdES-signed by the office's key when
+    ``signing`` is configured (with its box in the room left at the end), else unsigned
+    and unchanged. ``SigningError`` (exit 3) when it cannot be signed: no unsigned PDF is
+    returned in place of a signed one."""
+    if signing is None:
+        return render_pdf(html, meta), None
+    from secops.signing.pades import Box, sign_pdf
+
+    pdf, page = _render(with_slot(html), meta)
+    box = None
+    found = page.anchors.get(SLOT_ID)
+    if found is not None:
+        x1, y1, x2, y2 = (v * CSS_PX for v in found)
+        height = page.height * CSS_PX
+        box = Box(x1, height - y2, x2, height - y1)
+    signed = sign_pdf(pdf, signing, office, lang, box=box)
+    return signed.data, signed
+
+
+def pades_summary(signed: Signed) -> dict[str, Any]:
+    """What a command's JSON says of the PAdES signature it made."""
+    return {"level": signed.level, "signer": signed.signer.name,
+            "serial": signed.signer.serial,
+            "time": signed.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def _apply(m: Any, meta: PdfMeta | None) -> None:

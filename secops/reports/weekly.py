@@ -642,7 +642,7 @@ def write_weekly(cfg: Config, week: str | None, lang: str, clock: Clock, *,
     from secops.audit import record_safely
     from secops.files import atomic_write
     from secops.keys.gpg import Gpg
-    from secops.reports.pdf import render_pdf
+    from secops.reports.pdf import pades_summary, render_report_pdf
 
     state = StateDir(Path(cfg.paths.state_dir))
     doc = build(cfg, week, clock, tz)
@@ -658,7 +658,9 @@ def write_weekly(cfg: Config, week: str | None, lang: str, clock: Clock, *,
     doc.update(language=lang, signing_key=fprs[0], revision=revision, previous=previous,
                files={k: v.name for k, v in p.items()})
     html = render_html(doc, lang).encode("utf-8")
-    pdf = render_pdf(html.decode("utf-8"), pdf_meta(doc, lang))
+    pdf, signed = render_report_pdf(html.decode("utf-8"), pdf_meta(doc, lang), cfg.signing,
+                                    cfg.office.name, lang)   # PAdES when [signing] is set
+    pades = {"pades": pades_summary(signed)} if signed else {}
     sig = gpg.sign_detached(pdf, fprs[0])
     data = json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
     for key, content in (("report", html), ("json", data), ("pdf", pdf), ("signature", sig)):
@@ -667,8 +669,8 @@ def write_weekly(cfg: Config, week: str | None, lang: str, clock: Clock, *,
         "week": label, "language": lang, "revision": revision, "fingerprint": fprs[0],
         **{f"{k}_sha256": hashlib.sha256(c).hexdigest()
            for k, c in (("html", html), ("pdf", pdf), ("json", data))},
-        "pdf": str(p["pdf"]), "signature": str(p["signature"])}, actor)
-    return {**_result(p, label, fprs[0], revision, lang), "previous": previous}
+        "pdf": str(p["pdf"]), "signature": str(p["signature"]), **pades}, actor)
+    return {**_result(p, label, fprs[0], revision, lang), "previous": previous, **pades}
 
 
 def signed_report(cfg: Config, label: str, lang: str) -> dict[str, Any] | None:

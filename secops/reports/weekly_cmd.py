@@ -30,6 +30,7 @@ def weekly(app: AppContext, week: str | None, lang: str | None, send: bool, as_j
     from secops.clock import SystemClock
     from secops.reports.paper import local_time
     from secops.reports.weekly import deliver, parse_week, write_weekly
+    from secops.signing.outcome import pades_line
 
     if week is not None:
         parse_week(week)                       # bad input: exit 2 before any work
@@ -53,5 +54,7 @@ def weekly(app: AppContext, week: str | None, lang: str | None, send: bool, as_j
         lines += [f"  page       {out['report']}", f"  PDF        {out['pdf']}",
                   f"  signature  {out['signature']} (GPG key {out['fingerprint']})",
                   f"  check it:  gpg --verify {out['signature']} {out['pdf']}"]
+        if out.get("pades"):
+            lines.insert(-1, pades_line(out["pades"], out["pdf"]))
         click.echo("\n".join(lines))
     return 0

@@ -44,9 +44,12 @@ def run_drill(cfg: Config, engine: Engine, ref: str, target: str, *, clock: Cloc
     }
     from secops.reports.drill_report import write_report
 
-    files = write_report(state, report, cfg.office.language, stamp, now=clock.now())
+    files = write_report(state, report, cfg.office.language, stamp, now=clock.now(),
+                         signing=cfg.signing)
     report["report"] = files["json"]
     report["pdf"] = files.get("pdf")
+    if "pades" in files:
+        report["pades"] = files["pades"]
     if "print_error" in files:
         report["warnings"] = [*report["warnings"],
                               f"the printed report was not made: {files['print_error']}"]

@@ -1,0 +1,191 @@
+"""``secops report verify FILE.pdf`` (adapter: pyHanko's validator, no network).
+
+Each signature is checked for: the signed bytes unchanged (``intact``); nothing but
+validation data added after it (``unchanged``: an incremental update that adds or changes
+content is reported); the signer's certificate chaining to a trust root (``chain``: the
+``--trust`` files, else the office config's ``signing.trust_roots``); the certificate valid
+at the signing time (``validity``: the timestamp's time when there is a valid one, else the
+time the signer claims, and the result says which); the timestamp (``timestamp``). No
+revocation data is fetched (the police verify offline); what the file embeds (B-LT) is used.
+
+Bad input (a missing file, not a PDF, a PDF without signatures, an unreadable trust root) is
+a ``UsageError`` (exit 2); a failed check is a result, not an exception (exit 1, the CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from secops.errors import UsageError
+from secops.signing import policy
+from secops.signing.keys import from_asn1, quiet_libraries, to_asn1
+from secops.signing.outcome import Check, SignatureResult, Verification
+
+MAX_BYTES = 512 << 20
+
+
+def iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_roots(paths: list[Path]) -> list[x509.Certificate]:
+    roots: list[x509.Certificate] = []
+    for p in paths:
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise UsageError(f"--trust {p}: cannot be read: {e.strerror}") from None
+        try:
+            roots += (x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data
+                      else [x509.load_der_x509_certificate(data)])
+        except ValueError:
+            raise UsageError(f"--trust {p}: not a certificate (PEM or DER)") from None
+    return roots
+
+
+def verify_pdf(path: Path, roots: list[x509.Certificate]) -> Verification:
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    quiet_libraries()
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_BYTES >> 20} MiB: not a report")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read: {e.strerror}") from None
+    if b"%PDF-" not in data[:1024]:
+        raise UsageError(f"{path}: not a PDF file")
+    try:
+        reader = PdfFileReader(BytesIO(data), strict=False)
+        sigs = list(reader.embedded_signatures)
+    except (PdfError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: not a readable PDF ({e})") from None
+    if not sigs:
+        raise UsageError(f"{path}: the PDF carries no digital signature",
+                         hint="a report signed by secops has one when [signing] is set; a "
+                              "signature removed from a signed report leaves none")
+    has_dss = "/DSS" in reader.root
+    return Verification(str(path), tuple(_check(s, roots, has_dss) for s in sigs))
+
+
+def _context(roots: list[x509.Certificate], moment: datetime | None, extra: list[Any]
+             ) -> Any:
+    from pyhanko_certvalidator import ValidationContext
+
+    return ValidationContext(trust_roots=[to_asn1(r) for r in roots], other_certs=extra,
+                             moment=moment, allow_fetching=False,
+                             revocation_mode="soft-fail")
+
+
+def _validate(sig: Any, roots: list[x509.Certificate], moment: datetime | None) -> Any:
+    from pyhanko.sign.validation import async_validate_pdf_signature
+    from pyhanko.sign.validation.settings import KeyUsageConstraints
+
+    extra = list(sig.other_embedded_certs)
+    ku = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"},
+                             match_all_key_usages=False)
+    return asyncio.run(async_validate_pdf_signature(
+        sig, signer_validation_context=_context(roots, moment, extra),
+        ts_validation_context=_context(roots, None, extra), key_usage_settings=ku))
+
+
+def _check(sig: Any, roots: list[x509.Certificate], has_dss: bool) -> SignatureResult:
+    now = _validate(sig, roots, None)
+    tst = now.timestamp_validity
+    stamped = tst is not None and tst.intact and tst.valid and tst.trusted
+    when: datetime = (tst.timestamp if stamped else now.signer_reported_dt) \
+        or datetime.now(UTC)
+    source = "timestamp" if stamped else "claimed"
+    at = _validate(sig, roots, when)
+    cert = from_asn1(sig.signer_cert)
+    validity = _validity(cert, when, source)
+    if validity.ok:
+        chain = _chain(at, roots)
+    else:  # judge the path apart from the time: the validity check says what is wrong
+        chain = _chain(_validate(sig, roots, cert.not_valid_before_utc + timedelta(seconds=1)),
+                       roots)
+    checks = (
+        Check("intact", bool(now.intact and now.valid), "intact_yes" if now.intact and
+              now.valid else "intact_no"),
+        _unchanged(sig, now),
+        chain, validity,
+        _timestamp(tst),
+    )
+    return SignatureResult(
+        field=str(sig.field_name), level=policy.level_of(tst is not None, has_dss),
+        signer={"name": policy.subject_field(cert, x509.oid.NameOID.COMMON_NAME),
+                "subject": cert.subject.rfc4514_string(),
+                "issuer": cert.issuer.rfc4514_string(), "serial": policy.serial_hex(cert),
+                "not_before": iso(cert.not_valid_before_utc) or "",
+                "not_after": iso(cert.not_valid_after_utc) or ""},
+        signing_time=iso(when), time_source=source,
+        timestamp=None if tst is None else {
+            "ok": bool(stamped), "time": iso(tst.timestamp),
+            "tsa": from_asn1(tst.signing_cert).subject.rfc4514_string()},
+        checks=checks)
+
+
+def _unchanged(sig: Any, status: Any) -> Check:
+    from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+
+    if status.coverage == SignatureCoverageLevel.ENTIRE_FILE:
+        return Check("unchanged", True, "unchanged_yes")
+    level = status.modification_level
+    if status.coverage == SignatureCoverageLevel.ENTIRE_REVISION and \
+            level in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES):
+        return Check("unchanged", True, "unchanged_harmless")
+    after = sig.reader.xrefs.total_revisions - 1 - sig.signed_revision
+    diff = status.diff_result
+    what = (str(diff) if isinstance(diff, SuspiciousModification) and str(diff)
+            else f"modification level {getattr(level, 'name', 'unknown')}")
+    return Check("unchanged", False, "unchanged_no", {"n": str(after), "what": what})
+
+
+def _chain(status: Any, roots: list[x509.Certificate]) -> Check:
+    if not roots:
+        return Check("chain", False, "chain_none")
+    if status.revoked:
+        return Check("chain", False, "chain_revoked")
+    if status.trusted:
+        anchor = status.validation_path.trust_anchor if status.validation_path else None
+        name = getattr(getattr(anchor, "authority", None), "name", None)
+        root = name.human_friendly if name is not None else ""
+        return Check("chain", True, "chain_yes", {"root": root})
+    indic = status.trust_problem_indic
+    return Check("chain", False, "chain_no",
+                 {"why": indic.name if indic is not None else "untrusted"})
+
+
+def _validity(cert: x509.Certificate, when: datetime, source: str) -> Check:
+    fmt = "%Y-%m-%d %H:%M:%S UTC"
+    values = {"nb": cert.not_valid_before_utc.strftime(fmt),
+              "na": cert.not_valid_after_utc.strftime(fmt),
+              "when": when.astimezone(UTC).strftime(fmt), "source": f"@source_{source}"}
+    if when < cert.not_valid_before_utc:
+        return Check("validity", False, "validity_early", values)
+    if when > cert.not_valid_after_utc:
+        return Check("validity", False, "validity_expired", values)
+    return Check("validity", True, "validity_yes", values)
+
+
+def _timestamp(tst: Any) -> Check:
+    if tst is None:
+        return Check("timestamp", True, "timestamp_none")
+    if tst.intact and tst.valid and tst.trusted:
+        return Check("timestamp", True, "timestamp_yes", {
+            "when": iso(tst.timestamp) or "",
+            "tsa": from_asn1(tst.signing_cert).subject.rfc4514_string()})
+    why = tst.trust_problem_indic.name if tst.trust_problem_indic is not None else (
+        "digest mismatch" if not tst.intact else "bad signature")
+    return Check("timestamp", False, "timestamp_bad", {"why": why})

@@ -1,0 +1,106 @@
+"""The wording of signing and verification, Vietnamese (default) and English (pure)."""
+
+from __future__ import annotations
+
+from secops.reports.i18n import lang_of
+
+_VI: dict[str, str] = {
+    "box_title": "Đã ký số bởi",
+    "box_office": "Cơ quan",
+    "box_signer": "Người ký",
+    "box_time": "Thời gian ký",
+    "box_serial": "Số hiệu chứng thư",
+    "box_level": "Mức chữ ký",
+    "level_B-B": "PAdES B-B (không có dấu thời gian)",
+    "level_B-T": "PAdES B-T (có dấu thời gian)",
+    "level_B-LT": "PAdES B-LT (có dấu thời gian và dữ liệu thu hồi)",
+    "reason": "Xác nhận báo cáo",
+    "check_intact": "Chữ ký nguyên vẹn",
+    "check_unchanged": "Tài liệu không bị sửa sau khi ký",
+    "check_chain": "Chứng thư số chuỗi tới gốc tin cậy",
+    "check_validity": "Chứng thư số còn hiệu lực lúc ký",
+    "check_timestamp": "Dấu thời gian",
+    "ok": "đạt",
+    "failed": "KHÔNG ĐẠT",
+    "verified": "chữ ký số hợp lệ",
+    "not_verified": "chữ ký số KHÔNG hợp lệ",
+    "intact_yes": "chữ ký khớp với nội dung đã ký",
+    "intact_no": "nội dung đã ký bị thay đổi hoặc chữ ký hỏng (mã băm không khớp)",
+    "unchanged_yes": "chữ ký bao trùm toàn bộ tệp",
+    "unchanged_harmless": "sau khi ký chỉ bổ sung dữ liệu xác thực (dấu thời gian, dữ liệu "
+                          "thu hồi), không đổi nội dung",
+    "unchanged_no": "tệp đã bị bổ sung nội dung sau khi ký ({n} lần cập nhật thêm sau chữ "
+                    "ký; {what})",
+    "chain_yes": "chuỗi tới gốc tin cậy {root}",
+    "chain_none": "không có gốc tin cậy nào để đối chiếu (dùng --trust GOC.pem)",
+    "chain_no": "chứng thư của người ký không chuỗi tới gốc tin cậy đã cho ({why})",
+    "chain_revoked": "chứng thư của người ký đã bị thu hồi",
+    "validity_yes": "hiệu lực từ {nb} đến {na}; lúc ký {when} ({source})",
+    "validity_expired": "chứng thư đã HẾT HẠN lúc ký: hết hạn {na}, ký lúc {when} ({source})",
+    "validity_early": "chứng thư CHƯA CÓ HIỆU LỰC lúc ký: hiệu lực từ {nb}, ký lúc {when} "
+                      "({source})",
+    "source_timestamp": "theo dấu thời gian",
+    "source_claimed": "theo lời khai của người ký, chưa được chứng thực",
+    "timestamp_yes": "dấu thời gian hợp lệ lúc {when}, do {tsa} cấp",
+    "timestamp_none": "không có dấu thời gian (PAdES B-B): thời gian ký là do người ký tự ghi",
+    "timestamp_bad": "dấu thời gian KHÔNG hợp lệ ({why})",
+    "signer": "Người ký",
+    "serial": "số hiệu",
+    "level": "mức",
+}
+
+_EN: dict[str, str] = {
+    "box_title": "Digitally signed by",
+    "box_office": "Office",
+    "box_signer": "Signer",
+    "box_time": "Signed at",
+    "box_serial": "Certificate serial",
+    "box_level": "Level",
+    "level_B-B": "PAdES B-B (no timestamp)",
+    "level_B-T": "PAdES B-T (timestamped)",
+    "level_B-LT": "PAdES B-LT (timestamped, revocation data embedded)",
+    "reason": "Report approval",
+    "check_intact": "Signature intact",
+    "check_unchanged": "Unchanged since signing",
+    "check_chain": "Certificate chains to a trusted root",
+    "check_validity": "Certificate valid at signing time",
+    "check_timestamp": "Timestamp",
+    "ok": "ok",
+    "failed": "FAILED",
+    "verified": "digital signature valid",
+    "not_verified": "digital signature NOT valid",
+    "intact_yes": "the signature matches the signed content",
+    "intact_no": "the signed content was changed or the signature is broken (digest mismatch)",
+    "unchanged_yes": "the signature covers the whole file",
+    "unchanged_harmless": "only validation data (timestamps, revocation data) was added after "
+                          "signing; the content is unchanged",
+    "unchanged_no": "content was added to the file after signing ({n} update(s) after the "
+                    "signature; {what})",
+    "chain_yes": "chains to the trusted root {root}",
+    "chain_none": "no trust root to check against (pass --trust ROOT.pem)",
+    "chain_no": "the signer's certificate does not chain to the given trust roots ({why})",
+    "chain_revoked": "the signer's certificate is revoked",
+    "validity_yes": "valid from {nb} to {na}; signed at {when} ({source})",
+    "validity_expired": "the certificate had EXPIRED at signing time: expired {na}, signed "
+                        "at {when} ({source})",
+    "validity_early": "the certificate was NOT YET VALID at signing time: valid from {nb}, "
+                      "signed at {when} ({source})",
+    "source_timestamp": "per the timestamp",
+    "source_claimed": "as the signer claims, not attested",
+    "timestamp_yes": "valid timestamp at {when}, issued by {tsa}",
+    "timestamp_none": "no timestamp (PAdES B-B): the signing time is the signer's own claim",
+    "timestamp_bad": "the timestamp is NOT valid ({why})",
+    "signer": "Signer",
+    "serial": "serial",
+    "level": "level",
+}
+
+
+def text(lang: str, key: str, **values: object) -> str:
+    table = _EN if lang_of(lang) == "en" else _VI
+    return table[key].format(**values) if values else table[key]
+
+
+def same_keys() -> bool:
+    """Both languages say everything (a test checks)."""
+    return _VI.keys() == _EN.keys()

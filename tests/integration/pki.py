@@ -1,0 +1,179 @@
+"""A test PKI for the PAdES tests and the signing benchmark: a CA and certificates made
+with ``cryptography``, a SoftHSM2 token (its own SOFTHSM2_CONF in a temp folder) holding
+the signer's key, generated on the token, and an RFC 3161 TSA on a loopback port
+(pyHanko's in-process test time stamper behind ``http.server``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+SOFTHSM_MODULES = ("/usr/lib/softhsm/libsofthsm2.so",
+                   "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+USER_PIN = "246810"
+SO_PIN = "13579135"
+TOKEN = "secops-test"
+KEY = "office-sign"
+DAY = timedelta(days=1)
+PublicKey = rsa.RSAPublicKey
+
+
+def softhsm_module() -> str | None:
+    return next((m for m in SOFTHSM_MODULES if Path(m).is_file()), None)
+
+
+def name(cn: str, *, org: str = "UBND xã Tân Kỳ", title: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+             x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+             x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if title:
+        attrs.append(x509.NameAttribute(NameOID.TITLE, title))
+    return x509.Name(attrs)
+
+
+@dataclass(frozen=True)
+class Ca:
+    key: rsa.RSAPrivateKey
+    cert: x509.Certificate
+
+    def issue(self, public: PublicKey, subject: x509.Name, *, not_before: datetime,
+              not_after: datetime, signing: bool = True, tsa: bool = False,
+              ca: bool = False) -> x509.Certificate:
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.cert.subject)
+             .public_key(public).serial_number(x509.random_serial_number())
+             .not_valid_before(not_before).not_valid_after(not_after)
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                 self.key.public_key()), critical=False)
+             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+             .add_extension(x509.KeyUsage(
+                 digital_signature=signing or tsa, content_commitment=signing,
+                 key_encipherment=not signing and not tsa and not ca, data_encipherment=False,
+                 key_agreement=False, key_cert_sign=ca, crl_sign=ca, encipher_only=False,
+                 decipher_only=False), critical=True))
+        if tsa:
+            b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]),
+                                critical=True)
+        return b.sign(self.key, hashes.SHA256())
+
+
+def make_ca(cn: str, now: datetime) -> Ca:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = name(cn, org="Ban Cơ yếu Chính phủ (test)")
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - 3650 * DAY).not_valid_after(now + 3650 * DAY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    return Ca(key, cert)
+
+
+def pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def write_pem(path: Path, *certs: x509.Certificate) -> Path:
+    path.write_bytes(pem(*certs))
+    return path
+
+
+# -- SoftHSM2 --------------------------------------------------------------------------------
+
+def init_token(folder: Path, module: str) -> PublicKey:
+    """A SoftHSM2 token in ``folder`` (SOFTHSM2_CONF is set for this process: set it before
+    the module is first loaded) with an RSA key generated on it; its public key."""
+    import pkcs11
+
+    tokens = folder / "tokens"
+    tokens.mkdir(parents=True)
+    conf = folder / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", TOKEN,
+                    "--pin", USER_PIN, "--so-pin", SO_PIN], check=True, capture_output=True,
+                   timeout=30, env={**os.environ, "SOFTHSM2_CONF": str(conf)})
+    lib = pkcs11.lib(module)
+    token = lib.get_token(token_label=TOKEN)
+    with token.open(rw=True, user_pin=USER_PIN) as session:
+        pub, _ = session.generate_keypair(pkcs11.KeyType.RSA, 2048, label=KEY, store=True)
+        n = int.from_bytes(pub[pkcs11.Attribute.MODULUS], "big")
+        e = int.from_bytes(pub[pkcs11.Attribute.PUBLIC_EXPONENT], "big")
+    return rsa.RSAPublicNumbers(e, n).public_key()
+
+
+# -- the TSA -----------------------------------------------------------------------------------
+
+class Tsa:
+    """An RFC 3161 service on 127.0.0.1 (started once, stopped by ``stop``)."""
+
+    def __init__(self, ca: Ca, now: datetime) -> None:
+        from asn1crypto import keys as asn1_keys
+        from asn1crypto import tsp
+        from asn1crypto import x509 as asn1_x509
+        from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+        from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.cert = ca.issue(key.public_key(), name("TSA thử nghiệm"), not_before=now - DAY,
+                             not_after=now + 365 * DAY, signing=False, tsa=True)
+
+        def asn1(c: x509.Certificate) -> Any:
+            return asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+
+        der = key.private_bytes(serialization.Encoding.DER,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        stamper = DummyTimeStamper(
+            tsa_cert=asn1(self.cert), tsa_key=asn1_keys.PrivateKeyInfo.load(der),
+            certs_to_embed=SimpleCertificateStore.from_certs([asn1(ca.cert)]))
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                req = tsp.TimeStampReq.load(body)
+                resp = asyncio.run(stamper.async_request_tsa_response(req)).dump()
+                outer.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                self.send_header("Content-Length", str(len(resp)))
+                self.end_headers()
+                self.wfile.write(resp)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tsa"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
