@@ -1,33 +1,46 @@
-"""Real restic with a cheap key derivation, for test repositories only.
+"""Real restic with a cheap key derivation and a quick ``init``, for test repositories only.
 
 ``restic init`` calibrates scrypt to take about 0.5 s on the machine (N=32768, r=8, p=3
-here), and every later restic command pays it again to open the repository: some 0.35 s of
-CPU per command, thousands of commands in the suite. restic's own tests lower the
-parameters (``repository.TestUseLowSecurityKDFParameters``); restic has no option for it.
-So the test session puts :func:`restic_binary` first on PATH (tests/conftest.py): a shell
-script named restic that runs the real restic for everything, and after a successful
-``init`` of a repository on this machine (a local path, a rest server of these tests, SFTP
-on loopback) re-encrypts its key with N=1024, r=8, p=1 (the same password, the same master
-key: the repository, every pack and every command are restic's own). The daemon and the
-CLI under test run unchanged; only their repositories open faster.
+here; the calibration itself costs some 1.8 s), and every later restic command pays the
+derivation again to open the repository: 0.35 s of CPU per command, thousands of commands
+and a few hundred inits in the suite. restic's own tests lower the parameters
+(``repository.TestUseLowSecurityKDFParameters``); restic has no option for it.
 
-Key file format (restic's design document, "Keys, Encryption and MAC"): scrypt of the
-password gives 64 bytes: an AES-256 key, then the Poly1305-AES key (k, r); ``data`` is
-nonce || AES-256-CTR ciphertext || Poly1305-AES(ciphertext). A key file is named by the
-SHA-256 of its content.
+So the test session puts :func:`restic_binary` first on PATH (tests/conftest.py): a shell
+script named restic that runs the real restic for every command but ``init``. An ``init``
+of a repository on this machine (a local path, a rest server of these tests, SFTP on
+loopback) is a copy of a template that the real ``restic init`` made once per session,
+with a fresh repository id and the office's own password, its key under N=1024, r=8, p=1
+(what restic's own tests use is lower still). Every command after it, and every byte in
+the repository, is restic's own; only the chunker polynomial is shared between the tests'
+repositories. Any other ``init`` (S3) is the real one. The daemon and the CLI under test
+run unchanged.
+
+Formats (restic's design document, "Keys, Encryption and MAC"): scrypt of the password
+gives 64 bytes: an AES-256 key, then the Poly1305-AES key (k, r); ``data`` is nonce ||
+AES-256-CTR ciphertext || Poly1305-AES(ciphertext), and holds the master key, which
+encrypts the config (``{"version": 2, "id": ..., "chunker_polynomial": ...}``) the same
+way. A key file is named by the SHA-256 of its content.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import os
+import secrets
 import shlex
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -36,19 +49,16 @@ from cryptography.hazmat.primitives.poly1305 import Poly1305
 CHEAP = {"N": 1024, "r": 8, "p": 1}
 
 SCRIPT = """#!/bin/bash
-# restic, and after `restic init` its key re-encrypted with a cheap KDF (tests only)
+# restic; `restic init` made quick and its key cheap to open (tests only: fastkdf.py)
 for arg in "$@"; do
     if [ "$arg" = init ]; then
-        {restic} "$@" || exit $?
-        exec {python} {module} "${{RESTIC_REPOSITORY:-}}" "${{RESTIC_PASSWORD_FILE:-}}" \\
-            "$(dirname "$0")/{served}"
+        exec {python} {module} {restic} "$(dirname "$0")" "$@"
     fi
 done
 exec {restic} "$@"
 """
 PREFIX = "secops-fastkdf-"
 SERVED = "served.json"  # beside the script: rest server URL -> the folder it serves
-
 
 Keys = tuple[bytes, bytes, bytes]
 
@@ -77,22 +87,41 @@ def _encrypt(keys: Keys, plain: bytes) -> bytes:
     return nonce + ciphertext + _mac(keys, nonce, ciphertext)
 
 
+def _password(path: Path) -> bytes:
+    return path.read_bytes().rstrip(b"\r\n")
+
+
+def _master(repository: Path, password: bytes) -> bytes:
+    """The master key (its JSON) of ``repository``, opened with ``password``."""
+    for key in sorted((repository / "keys").iterdir()):
+        doc = json.loads(key.read_text())
+        with contextlib.suppress(ValueError):
+            return _decrypt(_user_key(password, base64.b64decode(doc["salt"]), doc["N"],
+                                      doc["r"], doc["p"]), base64.b64decode(doc["data"]))
+    raise ValueError(f"no key of {repository} opens with this password")
+
+
+def _write_key(repository: Path, password: bytes, master: bytes) -> None:
+    salt = os.urandom(64)
+    cheap = _user_key(password, salt, CHEAP["N"], CHEAP["r"], CHEAP["p"])
+    doc = {"created": datetime.now(UTC).isoformat(), "username": "root",
+           "hostname": socket.gethostname(), "kdf": "scrypt", **CHEAP,
+           "salt": base64.b64encode(salt).decode(),
+           "data": base64.b64encode(_encrypt(cheap, master)).decode()}
+    data = json.dumps(doc).encode()
+    path = repository / "keys" / hashlib.sha256(data).hexdigest()
+    path.write_bytes(data)
+    path.chmod(0o400)
+
+
 def rekey(repository: Path, password_file: Path) -> None:
-    """Every key of the local ``repository`` re-encrypted under :data:`CHEAP` parameters."""
-    password = password_file.read_bytes().rstrip(b"\r\n")
-    for old in sorted((repository / "keys").iterdir()):
-        doc = json.loads(old.read_text())
-        master = _decrypt(_user_key(password, base64.b64decode(doc["salt"]), doc["N"],
-                                    doc["r"], doc["p"]), base64.b64decode(doc["data"]))
-        salt = os.urandom(64)
-        doc.update(CHEAP, salt=base64.b64encode(salt).decode(), data=base64.b64encode(
-            _encrypt(_user_key(password, salt, **{k.lower(): v for k, v in CHEAP.items()}),
-                     master)).decode())
-        data = json.dumps(doc).encode()
-        new = old.with_name(hashlib.sha256(data).hexdigest())
-        new.write_bytes(data)
-        new.chmod(0o400)
-        old.unlink()
+    """Every key of the local ``repository`` replaced by one under :data:`CHEAP`."""
+    password = _password(password_file)
+    master = _master(repository, password)
+    old = sorted((repository / "keys").iterdir())
+    _write_key(repository, password, master)
+    for path in old:
+        path.unlink()
 
 
 def local_folder(repository: str, served: dict[str, str]) -> Path | None:
@@ -139,18 +168,86 @@ def restic_binary() -> str:
     script = folder / "restic"
     script.write_text(SCRIPT.format(restic=shlex.quote(restic),
                                     python=shlex.quote(sys.executable),
-                                    module=shlex.quote(str(Path(__file__).resolve())),
-                                    served=SERVED))
+                                    module=shlex.quote(str(Path(__file__).resolve()))))
     script.chmod(0o755)
     return str(script)
 
 
-def main(repository: str, password_file: str, served: str) -> None:
-    """After a successful init: rekey what is on this machine, leave the rest alone."""
-    folder = local_folder(repository, _served(Path(served)))
-    if folder is not None and password_file and (folder / "keys").is_dir():
-        rekey(folder, Path(password_file))
+def _template(restic: str, folder: Path) -> Path:
+    """The session's template repository, made by the real ``restic init`` at first use."""
+    template = folder / "template"
+    with (folder / "template.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (template / "config").exists():
+            password = folder / "template.password"
+            password.write_text(secrets.token_hex(16))
+            shutil.rmtree(template, ignore_errors=True)
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder),
+                   "RESTIC_REPOSITORY": str(template), "RESTIC_PASSWORD_FILE": str(password)}
+            subprocess.run([restic, "init"], env=env, check=True, capture_output=True,
+                           timeout=300)
+            rekey(template, password)
+    return template
+
+
+def _quick_init(restic: str, folder: Path, target: Path, password_file: Path) -> None:
+    template = _template(restic, folder)
+    master = _master(template, _password(folder / "template.password"))
+    tmp = target.with_name(f".{target.name}.init-{secrets.token_hex(4)}")
+    shutil.copytree(template, tmp, ignore=shutil.ignore_patterns("keys"))
+    (tmp / "keys").mkdir(mode=0o700)
+    config = (tmp / "config").read_bytes()
+    keys = json.loads(master)
+    mk = (base64.b64decode(keys["encrypt"]), base64.b64decode(keys["mac"]["k"]),
+          base64.b64decode(keys["mac"]["r"]))
+    doc = json.loads(_decrypt(mk, config))
+    doc["id"] = secrets.token_hex(32)  # each repository its own id (and restic cache)
+    (tmp / "config").chmod(0o600)
+    (tmp / "config").write_bytes(_encrypt(mk, json.dumps(doc).encode()))
+    (tmp / "config").chmod(0o400)
+    _write_key(tmp, _password(password_file), master)
+    if target.exists():
+        target.rmdir()  # an empty folder made for it (restic's init takes those too)
+    tmp.rename(target)
+    print(f"created restic repository {doc['id'][:10]} at {target}")
+
+
+def _answers(repository: str) -> bool:
+    """A server's repository: does its server take connections? (One that is down makes
+    the real init fail as it should.)"""
+    if repository.startswith("/"):
+        return True
+    rest = repository.removeprefix("rest:").removeprefix("sftp://").removeprefix("sftp:")
+    at = rest.split("@", 1)[-1].removeprefix("http://").removeprefix("https://")
+    host, _, tail = at.partition(":")
+    digits = "".join(itertools.takewhile(str.isdigit, tail))
+    try:
+        with socket.create_connection((host, int(digits or 22)), timeout=5):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def main(restic: str, folder: str, args: list[str]) -> int:
+    """``restic ARGS`` where ARGS hold ``init``: the quick one for a repository on this
+    machine that does not exist yet, else the real one (its key then made cheap)."""
+    repository = os.environ.get("RESTIC_REPOSITORY", "")
+    password_file = os.environ.get("RESTIC_PASSWORD_FILE", "")
+    target = local_folder(repository, _served(Path(folder) / SERVED))
+    plain = args[-1:] == ["init"] and all(a in ("init", "-q", "--quiet") or
+                                          a.startswith("-o") or a.startswith("sftp.command=")
+                                          for a in args)
+    if (target is not None and password_file and plain and target.parent.is_dir()
+            and (not target.exists() or (target.is_dir() and not any(target.iterdir())))
+            and _answers(repository)):
+        _quick_init(restic, Path(folder), target, Path(password_file))
+        return 0
+    done = subprocess.run([restic, *args], check=False)
+    if done.returncode == 0 and target is not None and password_file and (
+            target / "keys").is_dir():
+        rekey(target, Path(password_file))
+    return done.returncode
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3])
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3:]))

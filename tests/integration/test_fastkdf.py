@@ -1,5 +1,6 @@
-"""The tests' restic (``fastkdf.py``) makes real repositories that real restic opens, checks
-and backs up into, under the cheap key derivation; a wrong password still fails."""
+"""The tests' restic (``fastkdf.py``) makes repositories that real restic opens, checks and
+backs up into, under the cheap key derivation, each with its own id; a wrong password still
+fails; a repository that exists already is refused by the real init."""
 
 from __future__ import annotations
 
@@ -36,3 +37,11 @@ def test_a_repository_made_by_the_tests_restic_is_restic_s_own(tmp_path: Path) -
                   ).returncode == 0
     assert restic("check", "--read-data", password=password, repo=repo).returncode == 0
     assert restic("snapshots", password=wrong, repo=repo).returncode != 0
+    assert restic("key", "list", password=password, repo=repo).returncode == 0
+    other = tmp_path / "other"
+    assert restic("init", password=password, repo=other).returncode == 0
+    ids = {json.loads(restic("cat", "config", password=password, repo=r).stdout)["id"]
+           for r in (repo, other)}
+    assert len(ids) == 2
+    again = restic("init", password=password, repo=repo)
+    assert again.returncode != 0 and "already" in again.stderr, again.stderr
