@@ -5,7 +5,7 @@ JSON (``secops report verify --json``; docs/signing.md)::
 
     {"ok": true, "file": "weekly-2026-W11.vi.pdf", "language": "vi",
      "signatures": [{
-        "field": "ChuKySo", "ok": true, "level": "B-T",
+        "field": "ChuKySo", "ok": true, "level": "B-T",   # "unknown": damaged
         "signer": {"name", "subject", "issuer", "serial", "not_before", "not_after"},
         "signing_time": "2026-03-16T00:00:05Z", "time_source": "timestamp" | "claimed",
         "timestamp": null | {"ok": true, "time": "...Z", "tsa": "CN=..."},
@@ -14,7 +14,8 @@ JSON (``secops report verify --json``; docs/signing.md)::
 
 ``code`` is stable (scripts may rely on it), ``detail`` is in the chosen language. ``ok`` is
 true only when every check of every signature holds; a signature without a timestamp
-(B-B) passes its ``timestamp`` check with code ``timestamp_none``.
+(B-B) passes its ``timestamp`` check with code ``timestamp_none``. A signature that cannot
+be read at all has one check, ``intact`` with code ``intact_malformed``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Check:
 @dataclass(frozen=True)
 class SignatureResult:
     field: str
-    level: str                           # "B-B", "B-T", "B-LT"
+    level: str                           # "B-B", "B-T", "B-LT"; "unknown" (damaged)
     signer: dict[str, str]
     signing_time: str | None             # ISO 8601 UTC "Z"
     time_source: str                     # "timestamp" or "claimed"

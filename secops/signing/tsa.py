@@ -9,6 +9,7 @@ signed without one.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import urllib.error
 import urllib.request
 from typing import Any
@@ -31,8 +32,10 @@ class HttpTimeStamper(TimeStamper):
 
         body = await asyncio.to_thread(self._post, req.dump())
         try:
-            return tsp.TimeStampResp.load(body)
-        except ValueError:
+            resp = tsp.TimeStampResp.load(body)
+            _ = resp.native   # parsed now: asn1crypto parses lazily, later errors would escape
+            return resp
+        except (ValueError, TypeError, KeyError):
             raise SigningError(f"the time-stamping service {self.url} did not answer with an "
                                "RFC 3161 response") from None
 
@@ -47,8 +50,10 @@ class HttpTimeStamper(TimeStamper):
         except urllib.error.HTTPError as e:
             raise SigningError(f"the time-stamping service {self.url} refused the request "
                                f"(HTTP {e.code})") from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            # the server's own words (a bad status line) may hold control characters
+            reason = "".join(c if c.isprintable() else " "
+                             for c in str(getattr(e, "reason", e))).strip()[:200]
             raise SigningError(f"the time-stamping service {self.url} cannot be reached "
                                f"({reason}); the report was not signed",
                                hint="check signing.tsa_url and the network, or remove "

@@ -8,6 +8,15 @@ at the signing time (``validity``: the timestamp's time when there is a valid on
 time the signer claims, and the result says which); the timestamp (``timestamp``). No
 revocation data is fetched (the police verify offline); what the file embeds (B-LT) is used.
 
+What a forger tries and what stops it: a signature dictionary that cannot be read (no or an
+odd /ByteRange, empty /Contents) is a failed ``intact`` check (``intact_malformed``), not a
+crash; bytes after the signed revision that no proper revision accounts for (an update
+without its ``%%EOF``, which some readers show and the validator ignores) fail ``unchanged``
+(``unchanged_hidden``); without a trusted timestamp the signing time is only the signer's
+claim, so the certificate must also be valid now (``validity_unproven``: a backdated
+signature by an expired certificate). A document timestamp (/DocTimeStamp) is validation
+data of the signatures before it, not a signature of the office, and is not listed.
+
 Bad input (a missing file, not a PDF, a PDF without signatures, an unreadable trust root) is
 a ``UsageError`` (exit 2); a failed check is a result, not an exception (exit 1, the CLI).
 """
@@ -15,6 +24,8 @@ a ``UsageError`` (exit 2); a failed check is a result, not an exception (exit 1,
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
@@ -28,6 +39,9 @@ from secops.signing.keys import from_asn1, quiet_libraries, to_asn1
 from secops.signing.outcome import Check, SignatureResult, Verification
 
 MAX_BYTES = 512 << 20
+PDF_WHITESPACE = b" \t\r\n\f\x00"
+UNKNOWN_SIGNER = {"name": "?", "subject": "", "issuer": "", "serial": "?", "not_before": "",
+                  "not_after": ""}
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -54,28 +68,102 @@ def verify_pdf(path: Path, roots: list[x509.Certificate]) -> Verification:
     from pyhanko.pdf_utils.reader import PdfFileReader
 
     quiet_libraries()
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise UsageError(f"{path}: larger than {MAX_BYTES >> 20} MiB: not a report")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except OSError as e:
-        raise UsageError(f"{path}: cannot be read: {e.strerror}") from None
-    if b"%PDF-" not in data[:1024]:
-        raise UsageError(f"{path}: not a PDF file")
+    data = read_pdf(path)
     try:
         reader = PdfFileReader(BytesIO(data), strict=False)
-        sigs = list(reader.embedded_signatures)
-    except (PdfError, ValueError, KeyError, TypeError) as e:
+        if reader.encrypted:
+            raise UsageError(f"{path}: the PDF is encrypted (password-protected): a report "
+                             "secops signed is not; nothing in it can be checked")
+        sigs = signatures_of(reader)
+        has_dss = "/DSS" in reader.root
+    except (PdfError, ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
         raise UsageError(f"{path}: not a readable PDF ({e})") from None
     if not sigs:
         raise UsageError(f"{path}: the PDF carries no digital signature",
                          hint="a report signed by secops has one when [signing] is set; a "
                               "signature removed from a signed report leaves none")
-    has_dss = "/DSS" in reader.root
-    return Verification(str(path), tuple(_check(s, roots, has_dss) for s in sigs))
+    return Verification(str(path), tuple(
+        _broken(name, sig) if isinstance(sig, str) else _check_safely(name, sig, roots, has_dss,
+                                                                     data)
+        for name, sig in sigs))
+
+
+def read_pdf(path: Path) -> bytes:
+    """The file's bytes: a regular file (a FIFO would block, a device never end) of at most
+    MAX_BYTES that starts with the PDF header; else ``UsageError``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path}: not a regular file (a FIFO, a device or a socket): "
+                             "not a report")
+        if st.st_size > MAX_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_BYTES >> 20} MiB: not a report")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_BYTES >> 20} MiB: not a report")
+    if not data.startswith(b"%PDF-"):
+        at = data.find(b"%PDF-", 0, 1024)
+        raise UsageError(f"{path}: not a PDF file" if at < 0 else
+                         f"{path}: {at} bytes of something else before the PDF header (a "
+                         "file that is also another kind of file): not a report")
+    return data
+
+
+def signatures_of(reader: Any) -> list[tuple[str, Any]]:
+    """(field name, signature) for each filled signature field in signing order; in place of
+    a signature that cannot be read, the reason (a string). Document timestamps are left
+    out (validation data, judged by the ``unchanged`` check of the signatures before)."""
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.sign.fields import enumerate_sig_fields
+    from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+
+    found: list[tuple[int, str, Any]] = []
+    for name, value, field in enumerate_sig_fields(reader, filled_status=True):
+        obj = value.get_object()
+        subfilter = obj.get("/SubFilter") if hasattr(obj, "get") else None
+        if subfilter == "/ETSI.RFC3161" or (hasattr(obj, "get")
+                                            and obj.get("/Type") == "/DocTimeStamp"):
+            continue
+        if subfilter not in ("/ETSI.CAdES.detached", "/adbe.pkcs7.detached"):
+            found.append((-1, str(name), f"unsupported /SubFilter {subfilter}"))
+            continue
+        try:
+            sig = EmbeddedPdfSignature(reader, field, name)
+            found.append((sig.signed_revision, str(name), sig))
+        except (PdfError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                AssertionError) as e:
+            found.append((-1, str(name), str(e) or type(e).__name__))
+    return [(name, sig) for _, name, sig in sorted(found, key=lambda f: f[0])]
+
+
+def _broken(name: str, why: str) -> SignatureResult:
+    return SignatureResult(field=name, level="unknown", signer=dict(UNKNOWN_SIGNER),
+                           signing_time=None, time_source="claimed", timestamp=None,
+                           checks=(Check("intact", False, "intact_malformed",
+                                         {"why": why[:300]}),))
+
+
+def _check_safely(name: str, sig: Any, roots: list[x509.Certificate], has_dss: bool,
+                  data: bytes) -> SignatureResult:
+    """``_check``; a signature the validator cannot take apart is broken, not a crash."""
+    from pyhanko.pdf_utils.misc import PdfError
+
+    try:
+        return _check(sig, roots, has_dss, data)
+    except (PdfError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            AssertionError, RecursionError) as e:
+        return _broken(name, str(e) or type(e).__name__)
 
 
 def _context(roots: list[x509.Certificate], moment: datetime | None, extra: list[Any]
@@ -99,7 +187,8 @@ def _validate(sig: Any, roots: list[x509.Certificate], moment: datetime | None) 
         ts_validation_context=_context(roots, None, extra), key_usage_settings=ku))
 
 
-def _check(sig: Any, roots: list[x509.Certificate], has_dss: bool) -> SignatureResult:
+def _check(sig: Any, roots: list[x509.Certificate], has_dss: bool, data: bytes
+           ) -> SignatureResult:
     now = _validate(sig, roots, None)
     tst = now.timestamp_validity
     stamped = tst is not None and tst.intact and tst.valid and tst.trusted
@@ -109,6 +198,8 @@ def _check(sig: Any, roots: list[x509.Certificate], has_dss: bool) -> SignatureR
     at = _validate(sig, roots, when)
     cert = from_asn1(sig.signer_cert)
     validity = _validity(cert, when, source)
+    if validity.ok and not stamped:   # only a timestamp proves a time: the certificate must
+        validity = _unproven(cert, when) or validity   # also be valid now
     if validity.ok:
         chain = _chain(at, roots)
     else:  # judge the path apart from the time: the validity check says what is wrong
@@ -117,7 +208,7 @@ def _check(sig: Any, roots: list[x509.Certificate], has_dss: bool) -> SignatureR
     checks = (
         Check("intact", bool(now.intact and now.valid), "intact_yes" if now.intact and
               now.valid else "intact_no"),
-        _unchanged(sig, now),
+        _unchanged(sig, now, data),
         chain, validity,
         _timestamp(tst),
     )
@@ -135,21 +226,37 @@ def _check(sig: Any, roots: list[x509.Certificate], has_dss: bool) -> SignatureR
         checks=checks)
 
 
-def _unchanged(sig: Any, status: Any) -> Check:
+def _unchanged(sig: Any, status: Any, data: bytes) -> Check:
     from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
     from pyhanko.sign.validation.status import SignatureCoverageLevel
 
     if status.coverage == SignatureCoverageLevel.ENTIRE_FILE:
         return Check("unchanged", True, "unchanged_yes")
+    after = sig.reader.xrefs.total_revisions - 1 - sig.signed_revision
+    hidden = unread_tail(data, sig.byte_range[2] + sig.byte_range[3], after)
+    if hidden:
+        return Check("unchanged", False, "unchanged_hidden", {"n": str(hidden)})
     level = status.modification_level
     if status.coverage == SignatureCoverageLevel.ENTIRE_REVISION and \
             level in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES):
         return Check("unchanged", True, "unchanged_harmless")
-    after = sig.reader.xrefs.total_revisions - 1 - sig.signed_revision
     diff = status.diff_result
     what = (str(diff) if isinstance(diff, SuspiciousModification) and str(diff)
             else f"modification level {getattr(level, 'name', 'unknown')}")
     return Check("unchanged", False, "unchanged_no", {"n": str(after), "what": what})
+
+
+def unread_tail(data: bytes, signed_end: int, later: int) -> int:
+    """How many bytes at the end of the file no revision the validator read accounts for:
+    after the last ``%%EOF``, or, when no revision follows the signed one, after the signed
+    bytes. PDF readers that repair files show such an update; the validator skips it."""
+    end = len(data.rstrip(PDF_WHITESPACE))
+    eof = data.rfind(b"%%EOF")
+    if eof < 0:
+        return end
+    if end > eof + 5:
+        return end - (eof + 5)
+    return max(0, end - signed_end) if later == 0 else 0
 
 
 def _chain(status: Any, roots: list[x509.Certificate]) -> Check:
@@ -177,6 +284,19 @@ def _validity(cert: x509.Certificate, when: datetime, source: str) -> Check:
     if when > cert.not_valid_after_utc:
         return Check("validity", False, "validity_expired", values)
     return Check("validity", True, "validity_yes", values)
+
+
+def _unproven(cert: x509.Certificate, claimed: datetime) -> Check | None:
+    """Without a timestamp nothing shows the signature was made at the time it claims: a
+    certificate expired (or not yet valid) now may have signed it yesterday, backdated."""
+    now = datetime.now(UTC)
+    if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        return None
+    fmt = "%Y-%m-%d %H:%M:%S UTC"
+    return Check("validity", False, "validity_unproven", {
+        "nb": cert.not_valid_before_utc.strftime(fmt),
+        "na": cert.not_valid_after_utc.strftime(fmt),
+        "when": claimed.astimezone(UTC).strftime(fmt), "now": now.strftime(fmt)})
 
 
 def _timestamp(tst: Any) -> Check:

@@ -14,6 +14,7 @@ _VI: dict[str, str] = {
     "level_B-B": "PAdES B-B (không có dấu thời gian)",
     "level_B-T": "PAdES B-T (có dấu thời gian)",
     "level_B-LT": "PAdES B-LT (có dấu thời gian và dữ liệu thu hồi)",
+    "level_unknown": "không xác định (chữ ký hỏng)",
     "reason": "Xác nhận báo cáo",
     "check_intact": "Chữ ký nguyên vẹn",
     "check_unchanged": "Tài liệu không bị sửa sau khi ký",
@@ -26,11 +27,15 @@ _VI: dict[str, str] = {
     "not_verified": "chữ ký số KHÔNG hợp lệ",
     "intact_yes": "chữ ký khớp với nội dung đã ký",
     "intact_no": "nội dung đã ký bị thay đổi hoặc chữ ký hỏng (mã băm không khớp)",
+    "intact_malformed": "chữ ký hỏng hoặc bị làm giả: không đọc được phần đã ký hay giá trị "
+                        "chữ ký ({why})",
     "unchanged_yes": "chữ ký bao trùm toàn bộ tệp",
     "unchanged_harmless": "sau khi ký chỉ bổ sung dữ liệu xác thực (dấu thời gian, dữ liệu "
                           "thu hồi), không đổi nội dung",
     "unchanged_no": "tệp đã bị bổ sung nội dung sau khi ký ({n} lần cập nhật thêm sau chữ "
                     "ký; {what})",
+    "unchanged_hidden": "tệp có {n} byte sau phần đã ký không thuộc lần cập nhật hợp lệ nào: "
+                        "một số phần mềm đọc PDF vẫn hiển thị chúng (cập nhật bị giấu)",
     "chain_yes": "chuỗi tới gốc tin cậy {root}",
     "chain_none": "không có gốc tin cậy nào để đối chiếu (dùng --trust GOC.pem)",
     "chain_no": "chứng thư của người ký không chuỗi tới gốc tin cậy đã cho ({why})",
@@ -39,6 +44,9 @@ _VI: dict[str, str] = {
     "validity_expired": "chứng thư đã HẾT HẠN lúc ký: hết hạn {na}, ký lúc {when} ({source})",
     "validity_early": "chứng thư CHƯA CÓ HIỆU LỰC lúc ký: hiệu lực từ {nb}, ký lúc {when} "
                       "({source})",
+    "validity_unproven": "không có dấu thời gian chứng minh lúc ký và chứng thư không còn hiệu "
+                         "lực lúc này (hiệu lực từ {nb} đến {na}, nay {now}): không gì chứng "
+                         "minh chữ ký được tạo lúc {when} như người ký tự ghi",
     "source_timestamp": "theo dấu thời gian",
     "source_claimed": "theo lời khai của người ký, chưa được chứng thực",
     "timestamp_yes": "dấu thời gian hợp lệ lúc {when}, do {tsa} cấp",
@@ -59,6 +67,7 @@ _EN: dict[str, str] = {
     "level_B-B": "PAdES B-B (no timestamp)",
     "level_B-T": "PAdES B-T (timestamped)",
     "level_B-LT": "PAdES B-LT (timestamped, revocation data embedded)",
+    "level_unknown": "unknown (damaged signature)",
     "reason": "Report approval",
     "check_intact": "Signature intact",
     "check_unchanged": "Unchanged since signing",
@@ -71,11 +80,15 @@ _EN: dict[str, str] = {
     "not_verified": "digital signature NOT valid",
     "intact_yes": "the signature matches the signed content",
     "intact_no": "the signed content was changed or the signature is broken (digest mismatch)",
+    "intact_malformed": "the signature is damaged or forged: its signed range or its value "
+                        "cannot be read ({why})",
     "unchanged_yes": "the signature covers the whole file",
     "unchanged_harmless": "only validation data (timestamps, revocation data) was added after "
                           "signing; the content is unchanged",
     "unchanged_no": "content was added to the file after signing ({n} update(s) after the "
                     "signature; {what})",
+    "unchanged_hidden": "the file has {n} bytes after the signed part that belong to no proper "
+                        "update: some PDF readers still show them (a hidden update)",
     "chain_yes": "chains to the trusted root {root}",
     "chain_none": "no trust root to check against (pass --trust ROOT.pem)",
     "chain_no": "the signer's certificate does not chain to the given trust roots ({why})",
@@ -85,6 +98,9 @@ _EN: dict[str, str] = {
                         "at {when} ({source})",
     "validity_early": "the certificate was NOT YET VALID at signing time: valid from {nb}, "
                       "signed at {when} ({source})",
+    "validity_unproven": "no timestamp proves when it was signed and the certificate is not "
+                         "valid now (valid from {nb} to {na}, now {now}): nothing shows it was "
+                         "signed at {when}, as the signer claims",
     "source_timestamp": "per the timestamp",
     "source_claimed": "as the signer claims, not attested",
     "timestamp_yes": "valid timestamp at {when}, issued by {tsa}",

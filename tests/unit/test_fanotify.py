@@ -389,7 +389,9 @@ def test_ignored_files_and_folders_produce_no_events(tmp_path: Path) -> None:
                          watched / "sentinel"))
             seen.wait_for("close_write", watched / "sentinel")
             seen.wait_for("open_perm", watched / "sentinel")
-    assert {s.path for s in seen.seen} == {str(watched / "sentinel")}
+    # the filesystem mark sees every process on the disk: judge this test's folder only
+    assert {s.path for s in seen.seen if s.path.startswith(f"{base}/")} == {
+        str(watched / "sentinel")}
 
 
 def test_abandon_releases_what_a_stuck_callback_holds(fa: Fanotify, folder: Path) -> None:
