@@ -4,6 +4,9 @@
   ``find_seconds`` (fail2ban's maxretry/findtime), over SSH and Samba together; raised once
   per source and window (the block stops the source; an allow-listed one is told again only
   after a quiet window).
+- ``auth.password_spray``: failed attempts on one user name from ``max_failures``
+  different sources within ``find_seconds``, each source perhaps under its own threshold
+  (a botnet guessing one account); raised once per user name and window.
 - ``auth.login_after_failures``: a success from a source that failed at least
   ``min(3, max_failures)`` times within the window: a guess that worked.
 - ``auth.login_off_hours``: a success outside the office's hours or days (local time),
@@ -30,6 +33,7 @@ PRIVILEGED_GROUPS = frozenset({"sudo", "adm", "root", "wheel", "admin", "shadow"
 MAX_SOURCES = 10_000  # tracked sources (least recently seen dropped first): bounded memory
 MAX_CONNECTIONS = 10_000
 AFTER_FAILURES_MIN = 3
+MAX_PER_USER = 10_000  # failures kept per user name within the window
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class Rules:
         # (service, source, port) -> attempts counted on that connection
         self.connections: OrderedDict[tuple[str, str, int], int] = OrderedDict()
         self.off_hours_told: set[tuple[str, str, str]] = set()
+        # user name -> (time, source, service) of its recent failures, and when told
+        self.users: OrderedDict[str, _Source] = OrderedDict()
 
     def feed(self, ev: AuthEvent) -> list[Finding]:
         if ev.service == "account":
@@ -114,6 +120,32 @@ class Rules:
             src.failures.popleft()
 
     def _failure(self, ev: AuthEvent) -> list[Finding]:
+        return self._by_source(ev) + self._by_user(ev)
+
+    def _by_user(self, ev: AuthEvent) -> list[Finding]:
+        assert ev.source is not None
+        if not ev.user:
+            return []
+        acc = self.users.pop(ev.user, None) or _Source()
+        self.users[ev.user] = acc  # most recently seen last; bounded like the sources
+        while len(self.users) > MAX_SOURCES:
+            self.users.popitem(last=False)
+        acc.failures.append((ev.time, ev.source, ev.service))
+        if len(acc.failures) > MAX_PER_USER:  # a flood on one name: bounded memory
+            acc.failures.popleft()
+        self._recent(acc, ev.time)
+        sources = sorted({s for _, s, _ in acc.failures if s})
+        if len(sources) < max(2, self.policy.max_failures) or ev.time < acc.alerted_until:
+            return []
+        acc.alerted_until = ev.time + self.policy.find_seconds
+        return [Finding("auth.password_spray", "high", ev.time, {
+            "user": ev.user, "sources": sources[:50], "source_count": len(sources),
+            "failures": len(acc.failures),
+            "services": sorted({s for _, _, s in acc.failures}),
+            "first": acc.failures[0][0], "last": ev.time,
+            "window_seconds": self.policy.find_seconds, "message": ev.message, "paths": []})]
+
+    def _by_source(self, ev: AuthEvent) -> list[Finding]:
         assert ev.source is not None
         src = self._source(ev.source)
         src.failures.append((ev.time, ev.user, ev.service))

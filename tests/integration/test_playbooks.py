@@ -131,6 +131,7 @@ def test_dry_runs_touch_nothing(office: Office, smtp_server: SmtpServer,
     ("account-changed", {"vanphong@tan-ky.test"}),
     ("usb-storage", {"vanphong@tan-ky.test", "congan@tan-ky.test"}),
     ("new-listener", {"vanphong@tan-ky.test"}),
+    ("password-spray", {"vanphong@tan-ky.test"}),
     ("protected-file-changed", {"vanphong@tan-ky.test"}),
 ])
 def test_real_run_opens_an_incident_and_notifies(office: Office, smtp_server: SmtpServer,

@@ -223,6 +223,38 @@ def test_accounts() -> None:
                      ("account.privileged", "hotro", "sudo")]  # audio is no privilege
 
 
+def spray(rules: Rules, user: str, sources: int, start: float = T0) -> list[str]:
+    """One failed password for ``user`` from each of ``sources`` addresses, 20 s apart."""
+    found = []
+    for i in range(sources):
+        ev = AuthEvent(start + 20 * i, "ssh", "failure", user, f"203.0.113.{i + 1}",
+                       40000 + i, "password", f"Failed password for {user}")
+        found += [f.kind for f in rules.feed(ev)]
+    return found
+
+
+def test_one_account_guessed_from_many_addresses_is_a_spray_told_once() -> None:
+    """Each address under its own threshold (one try each): five addresses on one account
+    within the window are ``auth.password_spray``, once per window. The twins: four
+    addresses; five addresses on five different accounts; five spread over more than the
+    window."""
+    rules = Rules(policy())
+    assert spray(rules, "root", 7) == ["auth.password_spray"]
+    assert spray(Rules(policy()), "root", 4) == []
+    mixed = Rules(policy())  # five clerks, each mistyping once on their own PC
+    assert [f.kind for i in range(5) for f in mixed.feed(AuthEvent(
+        T0 + i, "smb", "failure", f"canbo{i}", f"192.168.1.{10 + i}", 445, "ntlm", ""))] == []
+    slow = Rules(policy(find_seconds=60.0))
+    assert spray(slow, "root", 5) == []  # 80 s from the first to the fifth
+    later = spray(rules, "root", 5, T0 + 3600)  # a new window: told again
+    assert later == ["auth.password_spray"]
+    smb = Rules(policy())
+    [finding] = [f for i in range(1, 6) for f in smb.feed(AuthEvent(
+        T0 + i, "smb", "failure", "root", f"198.51.100.{i}", 445, "ntlm", ""))]
+    assert finding.details["sources"] == [f"198.51.100.{i}" for i in range(1, 6)]
+    assert (finding.details["source_count"], finding.details["services"]) == (5, ["smb"])
+
+
 def test_memory_stays_bounded_under_a_spray(monkeypatch: pytest.MonkeyPatch) -> None:
     from secops.intrusion import rules as rules_mod
 
@@ -232,7 +264,7 @@ def test_memory_stays_bounded_under_a_spray(monkeypatch: pytest.MonkeyPatch) -> 
     for i in range(5000):
         r.feed(AuthEvent(T0 + i, "ssh", "failure", "root", f"10.{i // 65536}.{i // 256 % 256}."
                          f"{i % 256}", i, "password", ""))
-    assert len(r.sources) <= 100 and len(r.connections) <= 100
+    assert len(r.sources) <= 100 and len(r.connections) <= 100 and len(r.users) <= 100
 
 
 # -- following files ----------------------------------------------------------------------------
