@@ -305,10 +305,13 @@ class IncidentStore:
 
 def _group(event: dict[str, Any], per: Sequence[str]) -> list[str]:
     """The values of ``per`` in ``event`` (a missing one is its own value)."""
+    from secops.playbooks.engine import UnknownValue, lookup  # the engine imports this module
+
     out = []
     for dotted in per:
-        cur: Any = event
-        for part in dotted.split("."):
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        out.append(json.dumps(cur, sort_keys=True, default=str))
+        try:
+            value = lookup(event, dotted)
+        except UnknownValue:
+            value = None
+        out.append(json.dumps(value, sort_keys=True, default=str))
     return out

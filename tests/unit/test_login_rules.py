@@ -9,6 +9,7 @@ import json
 import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -410,23 +411,30 @@ def test_a_line_separator_in_a_user_name_does_not_split_the_record(tmp_path: Pat
     assert [(e.kind, e.source) for e in evs if e] == [("failure", "192.168.1.33")] * 2
 
 
-def test_a_line_separator_in_a_journal_message_does_not_lose_the_entry(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def read_fake_journal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, out: str
+                      ) -> list[dict[str, Any]]:
+    """``follow.read_journal`` over a journalctl that prints ``out`` (no journald runs
+    here), from a kept cursor."""
     import shutil
 
     from secops import process
 
-    entry = {"MESSAGE": "Failed password for invalid user a\u2028b from 10.0.0.9 port 1 "
-                        "ssh2", "SYSLOG_IDENTIFIER": "sshd", "_PID": "1"}
-    honest = {**entry, "MESSAGE": "Failed password for root from 10.0.0.9 port 2 ssh2"}
-    out = "\n".join(json.dumps(e, ensure_ascii=False) for e in (entry, honest)) + "\n"
     monkeypatch.setattr(shutil, "which", lambda name, **kw: "/usr/bin/journalctl")
     monkeypatch.setattr(process, "run", lambda argv, **kw: process.Completed(
         tuple(argv), 0, out, "", 0.0))
     cursor = tmp_path / "j" / "journal.cursor"
     cursor.parent.mkdir()
     cursor.write_text("s=1")
-    got = follow.read_journal(cursor)
+    return follow.read_journal(cursor)
+
+
+def test_a_line_separator_in_a_journal_message_does_not_lose_the_entry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = {"MESSAGE": "Failed password for invalid user a\u2028b from 10.0.0.9 port 1 "
+                        "ssh2", "SYSLOG_IDENTIFIER": "sshd", "_PID": "1"}
+    honest = {**entry, "MESSAGE": "Failed password for root from 10.0.0.9 port 2 ssh2"}
+    out = "\n".join(json.dumps(e, ensure_ascii=False) for e in (entry, honest)) + "\n"
+    got = read_fake_journal(monkeypatch, tmp_path, out)
     assert [e["MESSAGE"] for e in got] == [entry["MESSAGE"], honest["MESSAGE"]]
 
 
@@ -732,22 +740,12 @@ def test_what_journalctl_gave_is_all_judged_after_a_long_downtime(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """journalctl has moved the cursor past every entry it printed: one dropped here (a
     day of an internet-facing sshd's noise while the daemon was down) is never seen."""
-    import shutil
-
-    from secops import process
-
     noise = json.dumps({"MESSAGE": "Connection closed by 198.51.100.1 port 1",
                         "SYSLOG_IDENTIFIER": "sshd"})
     attack = json.dumps({"MESSAGE": "Accepted password for root from 203.0.113.9 port 2 ssh2",
                          "SYSLOG_IDENTIFIER": "sshd"})
     out = "\n".join([noise] * 100_000 + [attack]) + "\n"
-    monkeypatch.setattr(shutil, "which", lambda name, **kw: "/usr/bin/journalctl")
-    monkeypatch.setattr(process, "run", lambda argv, **kw: process.Completed(
-        tuple(argv), 0, out, "", 0.0))
-    cursor = tmp_path / "j" / "journal.cursor"
-    cursor.parent.mkdir()
-    cursor.write_text("s=1")
-    got = follow.read_journal(cursor)
+    got = read_fake_journal(monkeypatch, tmp_path, out)
     assert len(got) == 100_001 and got[-1]["MESSAGE"].startswith("Accepted")
 
 
