@@ -151,9 +151,10 @@ class Detector:
     """Thread-safe: the fanotify thread and the monitor thread both feed it."""
 
     def __init__(self, threshold: float = 3.0, window: float = 120.0,
-                 origin: Callable[[str], Record | None] | None = None,
+                 origin: Callable[[str], Record | None] | None = None, *,
                  extensions: frozenset[str] = frozenset(),
-                 slow_window: float = 6 * 3600.0) -> None:
+                 slow_window: float = 6 * 3600.0,
+                 epoch: Callable[[], int] | None = None) -> None:
         self.threshold = threshold
         self.window = window
         self.slow_window = max(slow_window, window)
@@ -167,11 +168,21 @@ class Detector:
         self._slow: dict[int, dict[str, Finding]] = {}        # pid -> its findings
         self._swept = float("-inf")
         self._lock = threading.Lock()
+        # the release epoch (``freeze-released``): once ``secops unfreeze`` has begun, the
+        # lifted attack's findings are gone before the next observation is judged, in
+        # whichever thread it comes (a resumed program's next write is not judged against
+        # the evidence the office has just called a false alarm)
+        self._epoch_of = epoch or (lambda: 0)
+        self._epoch = self._epoch_of()
 
     def observe(self, obs: Observation, maintenance: bool = False) -> Verdict | None:
         if not obs.canary and in_tool_dir(obs.path):
             return None
         with self._lock:
+            epoch = self._epoch_of()
+            if epoch != self._epoch:
+                self._epoch = epoch
+                self._drop_findings()
             self._expire(obs.time)
             key, base = self._subject(obs)
             sticky, state, copied_from = self._indicators(obs, base, maintenance)
@@ -202,9 +213,12 @@ class Detector:
         """Drop every finding: an attack's freeze was lifted after review, and a new alarm
         starts afresh."""
         with self._lock:
-            self._findings.clear()
-            self._slow.clear()
-            self._copies.clear()
+            self._drop_findings()
+
+    def _drop_findings(self) -> None:
+        self._findings.clear()
+        self._slow.clear()
+        self._copies.clear()
 
     def score(self, now: float) -> float:
         with self._lock:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from secops.fim.probe import Probe
 from secops.fim.protect import Protected
 from secops.fim.scan import FimChange, fim_excludes, measure
 from secops.fim.scan import run as run_scan
-from secops.fim.state import FimState
+from secops.fim.state import RELEASED, FimState, read_released
 from secops.manifest.scan import excluded
 
 Log = Callable[[str, str], None]  # level, message
@@ -62,7 +63,8 @@ class Monitor:
         self.by_inode: dict[int, str] = {}
         self.detector = Detector(cfg.integrity.threshold, cfg.integrity.window_seconds,
                                  origin=self.index.get,
-                                 slow_window=cfg.integrity.slow_window_seconds)
+                                 slow_window=cfg.integrity.slow_window_seconds,
+                                 epoch=partial(read_released, self.db_path.parent / RELEASED))
         self.canaries: dict[str, str] = {}  # path -> SHA-256 of each decoy secops placed
         self.q: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.stop_event = threading.Event()

@@ -317,6 +317,7 @@ def test_a_program_resumed_by_unfreeze_opens_files_at_once(
              "the program's reads after the unfreeze")
     probes = [x for x in lines(out)[seen:] if x.startswith("probe")]
     assert set(probes) == {"probe ok"}, probes
+    assert kinds(office).count("integrity.frozen") == 1  # not stopped again once resumed
 
 
 # -- c. new folders, hard links --------------------------------------------------------------

@@ -303,3 +303,25 @@ def test_a_clerk_s_csv_exports_over_a_day_are_not_a_slow_attack() -> None:
                                     after=probe(new), pid=777))
         assert v is None
         assert det._findings[p].indicators == ["dissimilar"]  # what the old window summed
+
+
+def test_a_release_begun_forgets_the_lifted_attack_before_the_next_write_is_judged() -> None:
+    """``secops unfreeze --resume`` (a false alarm): the resumed program's next write is judged
+    afresh at once, in the gate's thread, not one daemon tick later against the evidence
+    the office has just dismissed. Its twin: with no release, that write completes the
+    alarm."""
+    data = BIG["csv"]
+    epoch = [0]
+    resumed, twin = Detector(epoch=lambda: epoch[0]), Detector(epoch=lambda: 0)
+
+    def write(det: Detector, i: int) -> object:
+        p = f"/d/{i}.csv"
+        return det.observe(Observation(float(i), "modified", p, pid=77,
+                                       before=record(p, data), after=probe(encrypt(data))))
+
+    for det in (resumed, twin):
+        assert write(det, 0) is None  # one ruined file weighs 2 of the threshold's 3
+    epoch[0] = 1  # the release marker written before the program is resumed
+    assert write(resumed, 1) is None
+    verdict = write(twin, 1)
+    assert verdict is not None and 77 in verdict.pids  # type: ignore[attr-defined]
