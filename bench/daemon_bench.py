@@ -439,6 +439,18 @@ class ChildWatch:
         with self._lock:
             return [c for c in self.children if t0 <= c.start <= t1]
 
+    def _descends(self, stat: list[str]) -> bool:
+        """A child of the daemon, or of the daemon's job process (secops.childjob)."""
+        ppid = int(stat[2])
+        for _ in range(3):
+            if ppid == self.parent:
+                return True
+            up = proc_stat(ppid)
+            if up is None:
+                return False
+            ppid = int(up[2])
+        return False
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             now = time.time()
@@ -446,7 +458,7 @@ class ChildWatch:
             fresh, self._seen = pids - self._seen, pids  # pids get reused: new since last poll
             for pid in fresh:
                 f = proc_stat(pid)
-                if f is None or int(f[2]) != self.parent:
+                if f is None or not self._descends(f):
                     continue
                 if f[0] != "restic":  # forked but not exec'd yet: look again next poll
                     self._seen.discard(pid)

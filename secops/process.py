@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,18 @@ def interrupt_all() -> int:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(p.pid, signal.SIGINT)
     return len(procs)
+
+
+@contextlib.contextmanager
+def tracked(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """``proc`` (a session leader) is among the children :func:`interrupt_all` reaches."""
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    try:
+        yield
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def _fim_run(app: AppContext, mode: str, as_json: bool) -> int:
                      baseline, mode, processes=True)
         protected = Protected(cfg, baseline)
         if mode == "baseline":
-            protected.init_shadows(baseline.load())
+            protected.init_shadows(baseline.records())
         unauthorized = protected.judge(report.changes, datetime.now(),
                                        state.maintenance() is not None)
     finally:

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from secops import process
+from secops import childjob, process
 from secops.backup.engine import Engine
 from secops.clock import Clock, SystemClock, iso_epoch, iso_utc
 from secops.config.schema import Config
@@ -720,15 +720,17 @@ class Service:
         first = name not in self.unlocked  # the first backup since start: stale locks go
         self.unlocked.add(name)
 
+        def moved() -> None:
+            progress[name] = clock.monotonic()
+            seen.add(name)
+
         def work() -> Any:
+            if in_child(clock):  # what the manifest of a large tree takes goes with it
+                return childjob.run("backup", cfg, name, reason, first, on_progress=moved)
             engine = Engine.from_config(cfg, clock)
             engine.restic.resolve_full_ids = False  # restic 0.14's short id is enough here
-
-            def moved(_target: str, _p: Any) -> None:
-                progress[name] = clock.monotonic()
-                seen.add(name)
-
-            return engine.backup(name, reason=reason, on_progress=moved, unlock_first=first)
+            return engine.backup(name, reason=reason, on_progress=lambda _t, _p: moved(),
+                                 unlock_first=first)
 
         return work
 
@@ -741,14 +743,8 @@ class Service:
         cfg = self.cfg
 
         def work() -> Any:
-            from secops.manifest.cache import HashCache
-            from secops.manifest.scan import changed_paths
-
-            cache = HashCache(Path(cfg.paths.state_dir) / "state.db")
-            try:
-                return changed_paths(cfg.paths.watch, cfg.backup_excludes, cache)
-            finally:
-                cache.close()
+            return childjob.run("changed_paths", cfg.paths.state_dir, list(cfg.paths.watch),
+                                list(cfg.backup_excludes))
 
         self.worker.submit(Job("rescan", work, {"why": why}))
 
@@ -973,6 +969,12 @@ RECOVER_FREE_BYTES = 16 << 20  # and this much room on the state disk (no flappi
 STUCK_MARGIN_S = 120.0  # past the stall bound and its grace, a backup worker is stuck
 STATE_FREE_MIN_BYTES = 4 << 20  # less room than this on the state disk is state.disk_full
 STATE_CHECK_EVERY_S = 3600.0  # quick_check of state.db while the daemon runs
+
+
+def in_child(clock: Clock) -> bool:
+    """A backup runs in a child process (:mod:`secops.childjob`) on the system's clock; a
+    test's own clock object stays in this process, and so does its backup."""
+    return type(clock) is SystemClock
 
 
 def raise_fd_limit(log: Log) -> None:

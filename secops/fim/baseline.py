@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,12 +71,17 @@ class Baseline:
 
     def load(self) -> dict[str, Record]:
         rows = self._db.execute("SELECT * FROM fim_files")
-        return {rec.path: rec for rec in map(_record, rows)}
+        return {rec.path: rec for rec in map(record_from_row, rows)}
+
+    def records(self) -> Iterator[Record]:
+        """Every record, streamed (a tree's worth is never held at once)."""
+        for row in self._db.execute("SELECT * FROM fim_files"):
+            yield record_from_row(row)
 
     def get(self, path: str) -> Record | None:
         r = self._db.execute("SELECT * FROM fim_files WHERE path = ?",
                              (encode(path),)).fetchone()
-        return None if r is None else _record(r)
+        return None if r is None else record_from_row(r)
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM fim_files").fetchone()[0])
@@ -119,6 +124,6 @@ class Baseline:
             self._db.execute("INSERT OR REPLACE INTO fim_meta VALUES (?, ?)", (key, value))
 
 
-def _record(r: tuple[Any, ...]) -> Record:
+def record_from_row(r: tuple[Any, ...]) -> Record:
     return Record(decode(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                   bool(r[10]), r[11], bytes(r[12]))

@@ -309,7 +309,7 @@ class Guard:
             return None
         if st.st_nlink < 2:
             return None
-        known = self.m.by_inode.get(st.st_ino)
+        known = self.m.index.path_of_inode(st.st_ino)
         if known is None:
             return None
         try:

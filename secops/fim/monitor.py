@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from secops import childjob
 from secops.clock import iso_epoch
 from secops.config.schema import Config
 from secops.fim import canary as decoys
@@ -36,10 +37,10 @@ from secops.fim.baseline import Baseline, Record
 from secops.fim.canary import is_canary, place
 from secops.fim.detect import TEXTUAL, Detector, Observation, Verdict
 from secops.fim.guard import Guard
+from secops.fim.index import FileIndex
 from secops.fim.probe import Probe
 from secops.fim.protect import Protected
-from secops.fim.scan import FimChange, fim_excludes, measure
-from secops.fim.scan import run as run_scan
+from secops.fim.scan import FimChange, ScanReport, fim_excludes, measure
 from secops.fim.state import RELEASED, FimState, read_released
 from secops.manifest.scan import excluded
 
@@ -59,8 +60,7 @@ class Monitor:
         self._emit_lock = threading.Lock()
         self.db_path = Path(cfg.paths.state_dir) / "state.db"
         self.excludes = fim_excludes(cfg.paths.exclude, cfg.paths.state_dir)
-        self.index: dict[str, Record] = {}
-        self.by_inode: dict[int, str] = {}
+        self.index = FileIndex(self.db_path)
         self.detector = Detector(cfg.integrity.threshold, cfg.integrity.window_seconds,
                                  origin=self.index.get,
                                  slow_window=cfg.integrity.slow_window_seconds,
@@ -191,6 +191,7 @@ class Monitor:
             # nobody would record what the gate stopped: no gate without the monitor thread
             self.guard.stop()
             self.baseline.close()
+            self.index.close()
             self.state.close()
             with self._emit_lock:
                 self.events_open = False
@@ -221,7 +222,6 @@ class Monitor:
                 self.log("ERROR", f"cannot record event {kind}: {e}")
 
     def _prepare(self) -> None:
-        roots = self.cfg.paths.watch
         active = self.state.active_freeze()
         if active is not None:  # restarted during a freeze: its stopped writers stay denied
             self.freeze_id = active.id
@@ -229,15 +229,15 @@ class Monitor:
         if self.cfg.integrity.canaries:
             self.log("INFO", f"{self._place_canaries()} canary file(s) in place")
         if self.baseline.count() == 0:
-            report = run_scan(roots, self.excludes, self.baseline, "baseline")
+            report = self._scan("baseline")
             self.log("INFO", f"integrity baseline: {report.files} files in "
                      f"{report.seconds:.1f} s")
             changes: list[FimChange] = []
         else:
-            report = run_scan(roots, self.excludes, self.baseline, "scan")
+            report = self._scan("scan")
             changes = report.changes
         self._reload_index()
-        self.protected.init_shadows(self.index)
+        self.protected.init_shadows(self.baseline.records())
         if self.cfg.integrity.fanotify:
             self._start_fanotify()
         if changes:
@@ -359,6 +359,7 @@ class Monitor:
             upsert.append(after)
             self._remember(after)
         self.baseline.apply(upsert, delete)
+        self.index.committed()
         self._check_rules(found)
 
     def _moved(self, src: str, dest: str, now: float, upsert: list[Record],
@@ -412,22 +413,13 @@ class Monitor:
                            after=probe, text_sample=sample)
 
     def _reload_index(self) -> None:
-        self.index.clear()
-        self.index.update(self.baseline.load())
-        self.by_inode = {r.inode: p for p, r in self.index.items()}
+        self.index.reload()
 
     def _remember(self, rec: Record) -> None:
-        old = self.index.get(rec.path)
-        if old is not None and self.by_inode.get(old.inode) == rec.path:
-            del self.by_inode[old.inode]
-        self.index[rec.path] = rec
-        self.by_inode[rec.inode] = rec.path
+        self.index.remember(rec)
 
     def _forget(self, path: str) -> Record | None:
-        old = self.index.pop(path, None)
-        if old is not None and self.by_inode.get(old.inode) == path:
-            del self.by_inode[old.inode]
-        return old
+        return self.index.forget(path)
 
     def _renamed_from(self, fd: int) -> Record | None:
         """A file not (yet) known under its path: is it a known file renamed (same inode)?
@@ -436,8 +428,7 @@ class Monitor:
             st = os.fstat(fd)
         except OSError:
             return None
-        path = self.by_inode.get(st.st_ino)
-        return self.index.get(path) if path else None
+        return self.index.by_inode(st.st_ino)
 
     def _observe(self, obs: Observation) -> None:
         verdict = self.detector.observe(obs, self.in_maintenance)
@@ -504,7 +495,7 @@ class Monitor:
     def _rescan(self, mode: str) -> None:
         if self.cfg.integrity.canaries and self.freeze_id is None:
             self._place_canaries(alarm=False)
-        report = run_scan(self.cfg.paths.watch, self.excludes, self.baseline, mode)
+        report = self._scan(mode)
         for path in report.unreadable:
             self.log("WARNING", f"integrity {mode}: unreadable: {path}")
         self._reload_index()
@@ -517,6 +508,13 @@ class Monitor:
                 "paths": [c.path for c in stealth], "reason": "content changed behind "
                 "unchanged size and modification time",
                 "changes": [c.as_json() for c in stealth[:50]]})
+
+    def _scan(self, mode: str) -> ScanReport:
+        """A scan of the whole tree, in a child process (:mod:`secops.childjob`): the
+        baseline and the tree's records it holds go with it. The index is reloaded after."""
+        report: ScanReport = childjob.run("fim_scan", str(self.db_path),
+                                          list(self.cfg.paths.watch), list(self.excludes), mode)
+        return report
 
     def _judge_changes(self, changes: Sequence[FimChange], pid: int | None) -> None:
         now = time.time()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,14 @@ class Protected:
         self.rules: list[Rule] = build_rules(
             [(r.paths, r.windows) for r in cfg.integrity.protect])
 
-    def init_shadows(self, index: dict[str, Record]) -> None:
+    def init_shadows(self, records: Iterable[Record]) -> None:
+        """A shadow copy of each protected text file that has none yet (``records``: the
+        baseline's, streamed; only the protected ones are held)."""
         if not self.rules:
             return
-        for path, rec in index.items():
-            if self._shadowable(path, rec) and self.baseline.shadow(path) is None:
+        wanted = [rec.path for rec in records if self._shadowable(rec.path, rec)]
+        for path in wanted:
+            if self.baseline.shadow(path) is None:
                 with contextlib.suppress(OSError):
                     self.baseline.set_shadow(path, Path(path).read_bytes())
 

@@ -73,17 +73,25 @@ class Daemon:
         self.proc.wait()
 
     def restic_child(self) -> bool:
-        """Is a restic process of this daemon running right now?"""
+        """Is a restic process of this daemon (or of its job process) running right now?"""
         assert self.proc is not None
+        parents: dict[int, int] = {}
+        restics: list[int] = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)
                 comm = fields[0].split("(", 1)[1]
-                ppid = int(fields[1].split()[1])
+                parents[int(stat.parent.name)] = int(fields[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-            if comm == "restic" and ppid == self.proc.pid:
-                return True
+            if comm == "restic":
+                restics.append(int(stat.parent.name))
+        for restic in restics:
+            up = restic
+            for _ in range(3):
+                up = parents.get(up, 0)
+                if up == self.proc.pid:
+                    return True
         return False
 
     def count(self, text: str) -> int:

@@ -334,23 +334,18 @@ def test_a_stalled_backup_s_lock_goes_at_the_next_backup_not_at_once(
     """Unlocking right after a stall waited on the server that had just hung (120 s more
     in the hung-target fault test); now the next backup of that target unlocks first. The
     twin: an ordinary failure leaves the target as it was."""
+    from secops import childjob
     from secops.backup.models import TargetResult
-    from secops.daemon import service as svc
 
     calls: list[bool] = []
 
-    class FakeEngine:
-        restic = type("R", (), {"resolve_full_ids": True})()
+    def fake_child(kind: str, _cfg: object, name: str, _reason: str, unlock_first: bool,
+                   **_: object) -> list[TargetResult]:
+        assert (kind, name) == ("backup", "local")  # the backup's own child process
+        calls.append(unlock_first)
+        return []
 
-        @classmethod
-        def from_config(cls, *_: object) -> FakeEngine:
-            return cls()
-
-        def backup(self, name: str, *, unlock_first: bool, **_: object) -> list[TargetResult]:
-            calls.append(unlock_first)
-            return []
-
-    monkeypatch.setattr(svc, "Engine", FakeEngine)
+    monkeypatch.setattr(childjob, "run", fake_child)
     service._backup_work("local", "change")()  # the first since start: unlocks
     service._backup_work("local", "change")()
     assert calls == [True, False]
