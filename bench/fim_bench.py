@@ -1,10 +1,12 @@
 """Benchmark: ``secops fim baseline|scan|verify`` against AIDE (``aide --init|--check``).
 
-The bars (issue), on the standard bench tree (``bench/tree.py``, 5,000 files / 700 MB), both
-sides hashing with SHA-256:
+The bars (issue 18), on bench trees (``bench/tree.py``) of several sizes that are half text
+by bytes (``--text-share 0.5``: large CSV exports and logs beside the scans), both sides
+hashing with SHA-256 and AIDE hashing in parallel (``--workers``, one per CPU):
 
-* ``secops fim baseline`` at least 2x faster than ``aide --init``;
-* ``secops fim scan`` of an unchanged tree at least 20x faster than ``aide --check``.
+* ``secops fim baseline`` at least 2x faster than ``aide --workers=N --init``;
+* ``secops fim scan`` of an unchanged tree at least 20x faster than ``aide --workers=N
+  --check``.
 
 ``secops fim verify`` (a full re-hash, what ``aide --check`` always does) is measured against
 ``aide --check`` for information.
@@ -16,11 +18,11 @@ The two sides:
   scratch every time.  Every secops process imports a copy of ``secops/`` taken at the start
   (WORKDIR/src, on PYTHONPATH), so that one run measures one version while the project is
   edited.
-* AIDE: ``aide --init -c CONF`` (then, untimed, ``aide.db.new`` becomes ``aide.db``) and
-  ``aide --check -c CONF``, CONF holding only the two databases, ``R = p+i+n+u+g+s+m+c+sha256``
-  and the tree with that rule (``^TREE($|/)``: AIDE's selection lines are regular
-  expressions).  AIDE runs as packaged (``num_workers`` 1); with
-  ``--aide-workers N`` (default: the number of CPUs) it also runs with ``--workers=N``, for
+* AIDE: ``aide --workers=N --init -c CONF`` (then, untimed, ``aide.db.new`` becomes
+  ``aide.db``) and ``aide --workers=N --check -c CONF``, CONF holding only the two databases,
+  ``R = p+i+n+u+g+s+m+c+sha256`` and the tree with that rule (``^TREE($|/)``: AIDE's
+  selection lines are regular expressions).  N is ``--aide-workers`` (default: the number of
+  CPUs; 1 is AIDE as packaged); ``--aide-single`` also times AIDE with one worker, for
   information, outside the pairs the bars are judged on.
 
 What is timed is the whole process, ``Popen`` to ``wait4`` (Python start-up included: that is
@@ -36,9 +38,12 @@ extra wall time, on both sides).  Without it the fallback is ``wait4``'s ``ru_ma
 on Linux also counts this harness' own peak: ``Popen`` uses ``vfork``, and ``exec`` folds the
 old memory map's high-water mark into the child's.  The report says which was used.
 
-Run: ``.venv/bin/python bench/fim_bench.py [--rounds 5] [--files 5000] [--mb 700]
-[--pause 1] [--aide-workers N] [--workdir bench/.work-fim]``; results also go to
-WORKDIR/results.json.  The exit status is 1 when a bar is not met.
+Run: ``.venv/bin/python bench/fim_bench.py [--rounds 5] [--sizes 5000:700,50000:2000]
+[--text-share 0.5] [--pause 1] [--aide-workers N] [--aide-single] [--plot docs/x.png]
+[--workdir bench/.work-fim]``: one tree per size (WORKDIR/f<files>-t<share>), the rounds on
+each, a report per size and a summary over sizes; results also go to WORKDIR/results.json,
+and with ``--plot`` (matplotlib, the ``bench`` extra) the ratios and times over tree size go
+to a PNG.  The exit status is 1 when a bar is not met at some size.
 """
 
 from __future__ import annotations
@@ -279,6 +284,7 @@ class Bench:
     files: int
     dirs: int
     aide_workers: int
+    aide_single: bool = False
     problems: list[str] = field(default_factory=list)
 
     def secops(self, mode: str, tag: str) -> Sample:
@@ -296,8 +302,9 @@ class Bench:
         return Sample(r.wall_s, r.cpu_s, r.maxrss_kib, float(doc["seconds"]))
 
     def aide(self, mode: str, tag: str, workers: int | None = None) -> Sample:
+        workers = self.aide_workers if workers is None else workers
         argv = ["aide", f"--{mode}", "-c", str(self.lay.aide_conf)]
-        if workers is not None:
+        if workers > 1:
             argv.append(f"--workers={workers}")
         r = spawn(argv, aide_env(), self.lay.logs, tag)
         if r.returncode != 0:  # --check: 1 added, 2 removed, 4 changed; more: errors
@@ -322,8 +329,8 @@ PAIRS = (  # (name, secops mode, aide mode)
 
 
 def run_round(b: Bench, rnd: int, pause: float) -> dict[str, Any]:
-    """One round: the three pairs, secops first in even rounds; then, for information, AIDE
-    with ``--workers``."""
+    """One round: the three pairs (AIDE with ``--workers``), secops first in even rounds;
+    then, with ``--aide-single``, AIDE with one worker, for information."""
     secops_first = rnd % 2 == 0
     out: dict[str, Any] = {"round": rnd, "first": "secops" if secops_first else "aide"}
     for name, smode, amode in PAIRS:
@@ -335,13 +342,15 @@ def run_round(b: Bench, rnd: int, pause: float) -> dict[str, Any]:
         out[name] = {k: asdict(v) for k, v in pair.items()}
         out[name]["ratio"] = pair["aide"].wall_s / pair["secops"].wall_s
         log(f"round {rnd} {name}: secops {pair['secops'].wall_s:.3f} s, aide --{amode} "
-            f"{pair['aide'].wall_s:.3f} s, aide/secops {out[name]['ratio']:.2f}")
-    if b.aide_workers > 1:
+            f"--workers={b.aide_workers} {pair['aide'].wall_s:.3f} s, aide/secops "
+            f"{out[name]['ratio']:.2f} (load {os.getloadavg()[0]:.2f})")
+    out["loadavg"] = os.getloadavg()[0]
+    if b.aide_single:
         for amode in ("init", "check"):
             settle(pause)
-            s = b.aide(amode, f"r{rnd}-aide-w{b.aide_workers}-{amode}", b.aide_workers)
-            out[f"aide_w_{amode}"] = asdict(s)
-            log(f"round {rnd} aide --{amode} --workers={b.aide_workers}: {s.wall_s:.3f} s")
+            s = b.aide(amode, f"r{rnd}-aide-w1-{amode}", 1)
+            out[f"aide_1_{amode}"] = asdict(s)
+            log(f"round {rnd} aide --{amode} (one worker): {s.wall_s:.3f} s")
     return out
 
 
@@ -402,7 +411,7 @@ def stat(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def summarise(rounds: Sequence[dict[str, Any]], aide_workers: int) -> dict[str, Any]:
+def summarise(rounds: Sequence[dict[str, Any]], aide_single: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, _s, _a in PAIRS:
         rs = [r[name] for r in rounds]
@@ -421,13 +430,14 @@ def summarise(rounds: Sequence[dict[str, Any]], aide_workers: int) -> dict[str, 
     out["baseline"]["bar"], out["scan"]["bar"] = BASELINE_BAR, SCAN_BAR
     for name in ("baseline", "scan"):
         out[name]["met"] = out[name]["ratio"]["median"] >= out[name]["bar"]
-    if aide_workers > 1:
+    out["loadavg"] = stat([r["loadavg"] for r in rounds])
+    if aide_single:
         for amode, name in (("init", "baseline"), ("check", "scan")):
-            walls = [r[f"aide_w_{amode}"]["wall_s"] for r in rounds]
-            out[f"aide_workers_{amode}"] = {
+            walls = [r[f"aide_1_{amode}"]["wall_s"] for r in rounds]
+            out[f"aide_single_{amode}"] = {
                 "wall_s": stat(walls),
-                "cpu_s": stat([r[f"aide_w_{amode}"]["cpu_s"] for r in rounds]),
-                "rss_mib": stat([r[f"aide_w_{amode}"]["maxrss_kib"] / 1024 for r in rounds]),
+                "cpu_s": stat([r[f"aide_1_{amode}"]["cpu_s"] for r in rounds]),
+                "rss_mib": stat([r[f"aide_1_{amode}"]["maxrss_kib"] / 1024 for r in rounds]),
                 "ratio_of_medians": statistics.median(walls)
                 / out[name]["secops_wall_s"]["median"]}
     return out
@@ -441,16 +451,19 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 
 def report(res: dict[str, Any]) -> str:
     m, s, t = res["machine"], res["summary"], res["tree"]
+    w = res["aide_workers"]
     out = [f"secops FIM vs AIDE, {res['date']}: {t['files']} files in {t['dirs']} folders, "
-           f"{t['bytes'] / 1e6:.0f} MB; {res['args']['rounds']} rounds; {m['nproc']} CPUs "
-           f"({m['cpu_model']}, SHA-NI {'yes' if m['sha_ni'] else 'no'}); {m['aide']} "
+           f"{t['bytes'] / 1e6:.0f} MB ({t['text_share']:.0%} text by bytes); "
+           f"{res['args']['rounds']} rounds; {m['nproc']} CPUs ({m['cpu_model']}, SHA-NI "
+           f"{'yes' if m['sha_ni'] else 'no'}); {m['aide']} "
            f"({', '.join(m['aide_hash_backends'])}); Python {m['python']}; warm page cache "
            f"(one untimed read of the tree, {res['warmup_mb']:.0f} MB, before the rounds)", ""]
+    aw = f" --workers={w}" if w > 1 else ""
     rows = [["secops command", "AIDE command", "secops median / min s", "AIDE median / min s",
              "AIDE/secops median of pairs (min)", "ratio of medians", "bar", "met"]]
-    names = {"baseline": ("`secops fim baseline`", "`aide --init`"),
-             "scan": ("`secops fim scan` (unchanged)", "`aide --check`"),
-             "verify": ("`secops fim verify` (re-hash)", "`aide --check`")}
+    names = {"baseline": ("`secops fim baseline`", f"`aide{aw} --init`"),
+             "scan": ("`secops fim scan` (unchanged)", f"`aide{aw} --check`"),
+             "verify": ("`secops fim verify` (re-hash)", f"`aide{aw} --check`")}
     for name, (sc, ac) in names.items():
         x = s[name]
         bar = f">= {x['bar']:g}x" if "bar" in x else "info"
@@ -460,13 +473,12 @@ def report(res: dict[str, Any]) -> str:
                      f"{x['aide_wall_s']['min']:.3f}", f"{x['ratio']['median']:.2f} "
                      f"({x['ratio']['min']:.2f})", f"{x['ratio_of_medians']:.2f}", bar, met])
     for amode, name in (("init", "baseline"), ("check", "scan")):
-        w = s.get(f"aide_workers_{amode}")
-        if w is not None:
-            sc = names[name][0]
-            rows.append([sc, f"`aide --{amode} --workers={res['args']['aide_workers']}`",
+        one = s.get(f"aide_single_{amode}")
+        if one is not None:
+            rows.append([names[name][0], f"`aide --{amode}` (one worker)",
                          f"{s[name]['secops_wall_s']['median']:.3f}",
-                         f"{w['wall_s']['median']:.3f} / {w['wall_s']['min']:.3f}", "-",
-                         f"{w['ratio_of_medians']:.2f}", "info", "-"])
+                         f"{one['wall_s']['median']:.3f} / {one['wall_s']['min']:.3f}", "-",
+                         f"{one['ratio_of_medians']:.2f}", "info", "-"])
     out.append(table(rows))
     out.append("")
     rows = [["command", "wall median s", "in-process s (JSON `seconds`)", "CPU user+sys s",
@@ -480,26 +492,85 @@ def report(res: dict[str, Any]) -> str:
             rows.append([ac, f"{x['aide_wall_s']['median']:.3f}", "-",
                          f"{x['aide_cpu_s']['median']:.2f}",
                          f"{x['aide_rss_mib']['median']:.1f} / {x['aide_rss_mib']['max']:.1f}"])
-    for amode in ("init", "check"):
-        w = s.get(f"aide_workers_{amode}")
-        if w is not None:
-            rows.append([f"`aide --{amode} --workers={res['args']['aide_workers']}`",
-                         f"{w['wall_s']['median']:.3f}", "-", f"{w['cpu_s']['median']:.2f}",
-                         f"{w['rss_mib']['median']:.1f} / {w['rss_mib']['max']:.1f}"])
     out.append(table(rows))
     h = res["hash_speed"]
     out.append("")
     aide_rate = t["bytes"] / 1e6 / s["baseline"]["aide_wall_s"]["median"]
     out.append(f"hashlib SHA-256, {h['buffer_mib']} MiB in memory, one thread: "
                f"{h['hashlib_sha256_mb_s']:.0f} MB/s ({h['openssl']}); AIDE's effective "
-               f"rate in `aide --init`: {aide_rate:.0f} MB/s; peak RSS from {m['rss_source']}")
+               f"rate in `aide{aw} --init`: {aide_rate:.0f} MB/s; peak RSS from "
+               f"{m['rss_source']}")
     v = res["secops_version"]
     out.append(f"secops measured: HEAD {v['head'] or '?'}, sources sha256 {v['digest']} "
                f"(copy imported from {v['imported_from']})")
     for p in res["problems"]:
         out.append(f"WARNING: {p}")
-    out.append(f"load average start {m['loadavg_start']}, end {res['loadavg_end']}")
+    la = s["loadavg"]
+    out.append(f"load average (1 min) over the rounds: median {la['median']:.2f}, max "
+               f"{la['max']:.2f}; start {m['loadavg_start'][0]:.2f}, end "
+               f"{res['loadavg_end'][0]:.2f}")
     return "\n".join(out)
+
+
+def over_sizes(results: Sequence[dict[str, Any]]) -> str:
+    """One row per tree size: the two bars' ratios (median of pairs) and the load."""
+    rows = [["files", "MB", "text", "baseline s", "AIDE init s", "baseline ratio",
+             "scan s", "AIDE check s", "scan ratio", "load (median)"]]
+    for r in results:
+        t, s = r["tree"], r["summary"]
+        rows.append([f"{t['files']:,}", f"{t['bytes'] / 1e6:,.0f}", f"{t['text_share']:.0%}",
+                     f"{s['baseline']['secops_wall_s']['median']:.3f}",
+                     f"{s['baseline']['aide_wall_s']['median']:.3f}",
+                     f"{s['baseline']['ratio']['median']:.2f}",
+                     f"{s['scan']['secops_wall_s']['median']:.3f}",
+                     f"{s['scan']['aide_wall_s']['median']:.3f}",
+                     f"{s['scan']['ratio']['median']:.1f}", f"{s['loadavg']['median']:.2f}"])
+    return table(rows)
+
+
+def plot(results: Sequence[dict[str, Any]], path: Path) -> bool:
+    """Ratios (left) and wall times (right) over tree size; False without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        log("no matplotlib (pip install -e '.[bench]'): no plot")
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = [r["tree"]["files"] for r in results]
+    w = results[0]["aide_workers"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, bar, color in (("baseline", BASELINE_BAR, "tab:blue"),
+                             ("scan", SCAN_BAR, "tab:orange")):
+        ratios = [r["summary"][name]["ratio"] for r in results]
+        ax1.plot(files, [x["median"] for x in ratios], "o-", color=color,
+                 label=f"fim {name} (bar {bar:g}x)")
+        ax1.fill_between(files, [x["min"] for x in ratios], [x["max"] for x in ratios],
+                         color=color, alpha=0.15)
+        ax1.axhline(bar, color=color, linestyle=":", linewidth=1)
+        for side, style in (("secops", "-"), ("aide", "--")):
+            ax2.plot(files, [r["summary"][name][f"{side}_wall_s"]["median"] for r in results],
+                     "o" + style, color=color,
+                     label=f"secops fim {name}" if side == "secops" else
+                     f"aide --workers={w} --{'init' if name == 'baseline' else 'check'}")
+    ax1.set(xscale="log", yscale="log", xlabel="files in the tree (half text by bytes)",
+            ylabel="AIDE / secops, wall (median of pairs)",
+            title="secops vs AIDE: speed-up over tree size")
+    ax2.set(xscale="log", yscale="log", xlabel="files in the tree",
+            ylabel="wall seconds (median)", title="whole-process time, warm page cache")
+    for ax in (ax1, ax2):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    sizes = ", ".join(f"{r['tree']['files']:,} files / {r['tree']['bytes'] / 1e6:,.0f} MB"
+                      for r in results)
+    fig.suptitle(f"{results[0]['date']}, {results[0]['machine']['nproc']} CPUs; {sizes}",
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 # ------------------------------------------------------------------------------------------
@@ -507,24 +578,15 @@ def report(res: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    ap.add_argument("--rounds", type=int, default=5, help="rounds of the three pairs")
-    ap.add_argument("--files", type=int, default=bench_tree.FILES, help="files in the tree")
-    ap.add_argument("--mb", type=float, default=bench_tree.MB, help="size of the tree, MB")
-    ap.add_argument("--pause", type=float, default=1.0,
-                    help="seconds to wait after sync before every timed command")
-    ap.add_argument("--aide-workers", type=int, default=os.cpu_count() or 1,
-                    help="also time AIDE with --workers=N, for information (1: skip)")
-    ap.add_argument("--workdir", type=Path, default=PROJECT / "bench" / ".work-fim")
-    args = ap.parse_args(argv)
-    if args.rounds < 1:
-        ap.error("--rounds must be at least 1")
-    if shutil.which("aide") is None:
-        raise SystemExit("aide is not installed (apt-get install aide, or make bench)")
+def parse_sizes(text: str) -> list[tuple[int, float]]:
+    out = []
+    for part in text.split(","):
+        files, _, mb = part.partition(":")
+        out.append((int(files), float(mb) if mb else bench_tree.MB * int(files) / bench_tree.FILES))
+    return out
 
-    lay = Layout(args.workdir.resolve())
-    lay.work.mkdir(parents=True, exist_ok=True)
+
+def run_size(args: argparse.Namespace, lay: Layout, files: int, mb: float) -> dict[str, Any]:
     for d in (lay.logs, lay.state):
         if d.exists():
             shutil.rmtree(d)
@@ -533,11 +595,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.chdir(lay.work)  # no secops/ in the current folder to shadow the copy measured
     res: dict[str, Any] = {"date": dt.date.today().isoformat(), "machine": machine(),
                            "args": {k: str(v) for k, v in vars(args).items()},
+                           "aide_workers": args.aide_workers,
                            "secops_version": freeze_source(lay)}
-    entries = bench_tree.ensure_tree(lay.tree, lay.manifest, args.files, args.mb,
-                                     seed=bench_tree.SEED, log=log)
-    b = Bench(lay, len(entries), tree_dirs(lay.tree), args.aide_workers)
-    res["tree"] = {"files": b.files, "dirs": b.dirs, "bytes": sum(e.size for e in entries)}
+    entries = bench_tree.ensure_tree(lay.tree, lay.manifest, files, mb,
+                                     seed=bench_tree.SEED, log=log, text_share=args.text_share)
+    b = Bench(lay, len(entries), tree_dirs(lay.tree), args.aide_workers, args.aide_single)
+    text = sum(e.size for e in entries if e.kind in ("csv", "txt", "export"))
+    total = sum(e.size for e in entries)
+    res["tree"] = {"files": b.files, "dirs": b.dirs, "bytes": total,
+                   "text_share": text / total if total else 0.0}
     write_configs(lay)
     res["hash_speed"] = hash_speed(lay)
     res["warmup_mb"] = bench_tree.read_tree(lay.tree) / 1e6
@@ -550,19 +616,57 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rounds = [run_round(b, rnd, args.pause) for rnd in range(args.rounds)]
     res["rounds"] = rounds
-    res["summary"] = summarise(rounds, args.aide_workers)
+    res["summary"] = summarise(rounds, args.aide_single)
     res["loadavg_end"] = os.getloadavg()
     if sources_digest(PROJECT) != res["secops_version"]["digest"]:
         b.problems.append("secops/ in the project changed during the run; the copy measured "
                           "is the one taken at the start")
     res["problems"] = b.problems
-    text = report(res)
-    res["report"] = text
-    (lay.work / "results.json").write_text(json.dumps(res, indent=1, ensure_ascii=False),
-                                           encoding="utf-8")
-    print(text)
-    print(f"\nresults: {lay.work / 'results.json'}")
-    return 0 if res["summary"]["baseline"]["met"] and res["summary"]["scan"]["met"] else 1
+    res["report"] = report(res)
+    return res
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the three pairs")
+    ap.add_argument("--sizes", default=f"{bench_tree.FILES}:{bench_tree.MB:g}",
+                    help="trees to measure, FILES:MB,... (default: the standard 5000:700)")
+    ap.add_argument("--text-share", type=float, default=0.5,
+                    help="share of the tree's bytes in text files (0: the binary tree)")
+    ap.add_argument("--pause", type=float, default=1.0,
+                    help="seconds to wait after sync before every timed command")
+    ap.add_argument("--aide-workers", type=int, default=os.cpu_count() or 1,
+                    help="AIDE's --workers in the pairs (1: AIDE as packaged)")
+    ap.add_argument("--aide-single", action="store_true",
+                    help="also time AIDE with one worker, for information")
+    ap.add_argument("--plot", type=Path, help="write the ratios over tree size to this PNG")
+    ap.add_argument("--workdir", type=Path, default=PROJECT / "bench" / ".work-fim")
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    if shutil.which("aide") is None:
+        raise SystemExit("aide is not installed (apt-get install aide, or make bench)")
+    sizes = parse_sizes(args.sizes)
+    work = args.workdir.resolve()
+    results = []
+    for files, mb in sizes:
+        lay = Layout(work / f"f{files}-t{args.text_share:g}")
+        lay.work.mkdir(parents=True, exist_ok=True)
+        log(f"tree of {files} files / {mb:g} MB, text share {args.text_share:g}: {lay.work}")
+        res = run_size(args, lay, files, mb)
+        (lay.work / "results.json").write_text(json.dumps(res, indent=1, ensure_ascii=False),
+                                               encoding="utf-8")
+        print(res["report"], "\n", flush=True)
+        results.append(res)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False),
+                                       encoding="utf-8")
+    print(over_sizes(results))
+    if args.plot is not None and plot(results, args.plot.resolve()):
+        print(f"plot: {args.plot}")
+    print(f"\nresults: {work / 'results.json'}")
+    met = all(r["summary"]["baseline"]["met"] and r["summary"]["scan"]["met"] for r in results)
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ Office lock and temp files (``kind`` "junk", which backups exclude) and random-c
 ``.jpg``/``.pdf`` scans that carry most of the bytes.  The same ``files``, ``mb`` and ``seed``
 give the same bytes under the same names.
 
+With ``text_share`` (0.5: "half text"), every other large file is a text export instead of a
+scan (``xuat-du-lieu/``: a commune-wide voter list as CSV, or a log), sized so that text
+holds that share of the tree's bytes: what a real office's archive looks like, and where a
+per-byte cost on text shows.  0 (the default) is the standard tree, byte for byte.
+
 A manifest (JSON: the key and every entry with its size) sits beside the tree; a later run
 with the same key reuses the tree and rewrites only the files whose size is no longer the
 planned one (a benchmark appended to some).
@@ -45,6 +50,7 @@ HEADERS = {
     "xlsx": b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00",
 }
 SCANS = "phieu-scan"  # the top folder of the large files
+EXPORTS = "xuat-du-lieu"  # the top folder of the large text files (text_share > 0)
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,10 @@ class Entry:
     """One file of the tree: enough to write it again byte for byte."""
 
     rel: str
-    kind: str  # csv, txt, bin (office documents, scans), junk (excluded by the config)
+    kind: str  # csv, txt, bin (office documents, scans), junk (excluded by the config),
+    #            export (a large CSV or log: text_share > 0)
     seed: int
-    param: int  # rows for csv, lines for txt, size in bytes for bin and junk
+    param: int  # rows for csv, lines for txt, size in bytes for bin, junk and export
     size: int = 0  # filled once written
 
     @property
@@ -85,13 +92,45 @@ def content(e: Entry) -> bytes:
             lines.append(f"{_name(rng)}: tổng số cử tri {voters}, đã bỏ phiếu "
                          f"{voters - rng.randint(0, 40)}, hợp lệ {rng.randint(700, 1400)}")
         return ("\n".join(lines) + "\n").encode("utf-8")
+    if e.kind == "export":
+        return _export(e, rng)
     ext = e.rel.rsplit(".", 1)[-1]
     header = HEADERS.get(ext, b"")
     return (header + rng.randbytes(max(0, e.param - len(header))))[: e.param]
 
 
-def plan_tree(files: int, mb: float, seed: int) -> list[Entry]:
-    """The deterministic list of files: mostly small CSV/text, some large incompressible."""
+def _export(e: Entry, rng: random.Random) -> bytes:
+    """``e.param`` bytes of a large text export, whole lines: a voter list (CSV) or a log."""
+    names = [_name(rng) for _ in range(1024)]
+    bits = rng.getrandbits
+    log = e.rel.endswith(".log")
+    parts = ["thoi_gian,may,su_kien,nguoi_dung,chi_tiet\n" if log else
+             "STT,Họ và tên,Ngày sinh,Giới tính,Số CCCD,Nơi thường trú\n"]
+    size = len(parts[0].encode("utf-8"))
+    i = 0
+    while size < e.param - 160:
+        i += 1
+        who = names[bits(10)]
+        if log:
+            line = (f"2026-{bits(3) % 12 + 1:02d}-{bits(5) % 28 + 1:02d} {bits(5) % 24:02d}:"
+                    f"{bits(6) % 60:02d}:{bits(6) % 60:02d},may-{bits(4)},"
+                    f"{('mo-tep', 'luu-tep', 'in', 'dang-nhap')[bits(2)]},{who},"
+                    f"to-khai-{bits(14):05d}.pdf\n")
+        else:
+            line = (f"{i},{who},{bits(5) % 28 + 1:02d}/{bits(4) % 12 + 1:02d}/"
+                    f"{1940 + bits(6)},{('Nam', 'Nữ')[bits(1)]},0{bits(36):011d},"
+                    f"{HAMLETS[bits(8) % len(HAMLETS)]}\n")
+        parts.append(line)
+        size += len(line.encode("utf-8"))
+    pad = e.param - size
+    if pad > 0:  # an ASCII last line makes the exact size
+        parts.append("#" * (pad - 1) + "\n")
+    return "".join(parts).encode("utf-8")[: e.param]
+
+
+def plan_tree(files: int, mb: float, seed: int, text_share: float = 0.0) -> list[Entry]:
+    """The deterministic list of files: mostly small CSV/text, some large incompressible
+    (with ``text_share``, every other large one a text export instead)."""
     rng = random.Random(seed)  # noqa: S311 - sample data, not security
     n_junk = max(3, files // 500)
     n_scan = max(1, round(files * 0.15))
@@ -122,20 +161,39 @@ def plan_tree(files: int, mb: float, seed: int) -> list[Entry]:
     weights = [rng.uniform(0.4, 1.6) for _ in range(n_scan)]
     # the text sizes are known only once written: write them to size the scans
     fixed = sum(len(content(e)) if e.kind in ("csv", "txt") else e.param for e in entries)
-    budget = max(n_scan * 4096, int(mb * 1_000_000) - fixed)
-    total_w = sum(weights)
-    for i, (s, w) in enumerate(zip(scan_seeds, weights, strict=True)):
-        ext = "jpg" if i % 4 else "pdf"
-        size = max(4096, int(budget * w / total_w))
-        entries.append(Entry(place(SCANS, i, f"to-khai-{i:05d}.{ext}"), "bin", s, size))
+    if not text_share:
+        budget = max(n_scan * 4096, int(mb * 1_000_000) - fixed)
+        total_w = sum(weights)
+        for i, (s, w) in enumerate(zip(scan_seeds, weights, strict=True)):
+            ext = "jpg" if i % 4 else "pdf"
+            size = max(4096, int(budget * w / total_w))
+            entries.append(Entry(place(SCANS, i, f"to-khai-{i:05d}.{ext}"), "bin", s, size))
+        return entries
+    small_text = sum(len(content(e)) for e in entries if e.kind in ("csv", "txt"))
+    budgets = {"export": max(0, int(mb * 1_000_000 * text_share) - small_text),
+               "bin": max(0, int(mb * 1_000_000 * (1 - text_share)) - (fixed - small_text))}
+    kinds = ["export" if i % 2 else "bin" for i in range(n_scan)]
+    totals = {k: sum(w for w, x in zip(weights, kinds, strict=True) if x == k) or 1.0
+              for k in budgets}
+    for i, (s, w, kind) in enumerate(zip(scan_seeds, weights, kinds, strict=True)):
+        size = max(4096, int(budgets[kind] * w / totals[kind]))
+        if kind == "bin":
+            ext = "jpg" if i % 4 else "pdf"
+            entries.append(Entry(place(SCANS, i, f"to-khai-{i:05d}.{ext}"), kind, s, size))
+        else:
+            name = f"nhat-ky-{i:05d}.log" if i % 4 == 3 else f"danh-sach-xa-{i:05d}.csv"
+            entries.append(Entry(place(EXPORTS, i, name), kind, s, size))
     return entries
 
 
 def ensure_tree(root: Path, manifest: Path, files: int, mb: float, *, seed: int,
-                log: Callable[[str], None]) -> list[Entry]:
+                log: Callable[[str], None], text_share: float = 0.0) -> list[Entry]:
     """Generate the tree, or reuse it: rewrite only files whose size is not the planned one
     (an earlier run appended to some)."""
-    key = {"version": GENERATOR_VERSION, "files": files, "mb": mb, "seed": seed}
+    key: dict[str, float] = {"version": GENERATOR_VERSION, "files": files, "mb": mb,
+                             "seed": seed}
+    if text_share:
+        key["text_share"] = text_share
     if manifest.exists() and root.is_dir():
         doc = json.loads(manifest.read_text())
         if doc.get("key") == key:
@@ -153,11 +211,12 @@ def ensure_tree(root: Path, manifest: Path, files: int, mb: float, *, seed: int,
                     fixed += 1
             log(f"tree: reusing {root} ({len(entries)} files, {fixed} restored)")
             return entries
-    log(f"tree: generating {files} files / {mb:g} MB under {root} (seed {seed})")
+    log(f"tree: generating {files} files / {mb:g} MB under {root} (seed {seed}, "
+        f"text share {text_share:g})")
     if root.exists():
         shutil.rmtree(root)
     entries = []
-    for e in plan_tree(files, mb, seed):
+    for e in plan_tree(files, mb, seed, text_share):
         data = content(e)
         p = root / e.rel
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,17 @@ the entropy of a sample and a similarity fingerprint.
 Everything here reads through ``os.pread`` on a file descriptor, so the fanotify thread can
 probe a file through the descriptor the kernel hands it (reading that one makes no events).
 A probe reads at most the head (256 KiB) and the tail (64 KiB) of a file: constant cost per
-file whatever its size.
+file whatever its size (``structure`` reads the body of a container, in bounded pieces).
+
+The probe costs less than the SHA-256 pass beside it, on text as on binary files: no loop
+here runs per byte or per line in Python. The similarity sketch cuts the first 64 KiB into
+content-defined chunks with FastCDC (``pyfastcdc``, compiled), the entropy is one ``Counter``
+over 4 KiB and a table, and the body of a text file is screened with ``memchr``.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import os
@@ -18,14 +24,23 @@ from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from secops.fim import structure
 
-HEAD = 256 * 1024      # fingerprint window
+HEAD = 256 * 1024      # what a probe reads of the start of a file
 SAMPLE = 4096          # entropy sample: the head (same window every time, so versions
                        # compare; partial encryption starts there)
 TAIL = 64 * 1024       # where zip's central directory and PDF's %%EOF live
-FP_K = 32              # bottom-k sketch size
+ENTROPY_BYTES = 1024   # bytes of the sample counted for its entropy, evenly spaced
+FP_WINDOW = 64 * 1024  # the similarity sketch's window: the start of the head
+FP_K = 128             # bottom-k sketch size: about every chunk of a full window (~100),
+                       # so similarity is close to the exact Jaccard index, not an estimate
+                       # whose noise straddles the detector's 0.05
+FP_LINES_BELOW = 4096  # a window shorter than this is sketched by its lines (too few chunks)
+FP_CHUNKS, FP_LINES = 0xC1, 0x4C  # the sketch's first byte: what its elements are
+FP_PIECE = 64          # in a text file, a chunk of non-text counts a piece per 64 bytes
+_CDC_AVG, _CDC_MIN, _CDC_MAX = 512, 128, 4096  # FastCDC's chunk sizes (640 on average)
 _NOT_CONTROL = bytes(c for c in range(256) if c >= 32 or c in (9, 10, 12, 13, 27))
 _CONTINUATION = bytes(range(0x80, 0xC0))  # UTF-8 continuation bytes: a cut character
 ReadAt = Callable[[int, int], bytes]  # (offset, length) -> bytes
@@ -40,10 +55,10 @@ KNOWN = CONTAINERS | frozenset({"text", "base64", "pgp", "empty", "gif", "tiff",
 class Probe:
     ftype: str          # ooxml, zip, pdf, jpeg, png, text, pgp, ..., "binary" when unknown
     parses: bool        # the container's structure is intact (True for types without one)
-    entropy: float      # Shannon entropy of the first SAMPLE bytes, bits per byte
-                        # (-1 for CONTAINERS: not computed)
-    fp: bytes           # bottom-k sketch of content-defined chunks (sorted uint32s;
-                        # empty for CONTAINERS)
+    entropy: float      # Shannon entropy of the first SAMPLE bytes (every 4th), bits per
+                        # byte (-1 for CONTAINERS: not computed)
+    fp: bytes           # a kind byte (FP_CHUNKS, FP_LINES), then the bottom-k sketch of
+                        # the window's chunks (sorted uint32s); empty for CONTAINERS
 
 
 def probe_fd(fd: int, size: int | None = None, *, deep: bool = True) -> Probe:
@@ -79,7 +94,8 @@ def probe_bytes(head: bytes, tail: bytes, size: int,
         return Probe(ftype, parses, -1.0, b"")
     return Probe(ftype=ftype,
                  parses=_parses(ftype, head, tail, size, read_at, members=members, deep=deep),
-                 entropy=round(entropy(head[:SAMPLE]), 3), fp=fingerprint(head))
+                 entropy=round(entropy(head[:SAMPLE]), 3),
+                 fp=fingerprint(head, textual=ftype in ("text", "xml")))
 
 
 def file_type(head: bytes) -> str:
@@ -114,7 +130,7 @@ def file_type(head: bytes) -> str:
     if _is_pgp(head):
         return "pgp"
     if _is_text(head[:SAMPLE]):
-        if head.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"<?xml"):
+        if head[:256].lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"<?xml"):
             return "xml"
         return "base64" if _is_base64(head[:SAMPLE]) else "text"
     return "binary"
@@ -285,29 +301,83 @@ def _zip_ok(tail: bytes, size: int, read_at: ReadAt | None) -> bool:
 
 
 def entropy(sample: bytes) -> float:
+    """Shannon entropy of ``sample``, bits per byte, over at most ``ENTROPY_BYTES`` of it
+    taken evenly through it (every 4th byte of a 4 KiB sample): one ``Counter`` pass (C) and
+    a table of ``c * log2(c)``. Random bytes measure 7.8 (7.95 over 4,096), text 4-5.5."""
     if not sample:
         return 0.0
+    if len(sample) >= 2 * ENTROPY_BYTES:
+        sample = sample[::len(sample) // ENTROPY_BYTES]
     n = len(sample)
-    return -sum(c / n * math.log2(c / n) for c in Counter(sample).values())
+    counts = Counter(sample).values()
+    if n < len(_C_LOG2_C):
+        total = sum(map(_C_LOG2_C.__getitem__, counts))
+    else:
+        total = sum(c * math.log2(c) for c in counts)
+    return max(0.0, math.log2(n) - total / n)
 
 
-def fingerprint(head: bytes) -> bytes:
-    """A bottom-k sketch of the set of newline-delimited chunks.
+_C_LOG2_C = [0.0] + [c * math.log2(c) for c in range(1, 2 * SAMPLE + 1)]
 
-    Lines of a text file; for binary data, chunks cut wherever a 0x0A byte happens to fall
-    (about every 256 bytes of random data), so the cut points move with the content and an
-    insertion disturbs only the chunks it touches. Set semantics: re-ordered lines match.
+
+def fingerprint(head: bytes, *, textual: bool = False) -> bytes:
+    """A bottom-k sketch of the set of content-defined chunks of the window (the first
+    ``FP_WINDOW`` bytes).
+
+    FastCDC (a gear rolling hash, compiled) cuts where the content says, about every 640
+    bytes, so an insertion disturbs only the chunks it touches and the cuts resynchronise
+    after it; each chunk is named by its CRC-32 and the ``FP_K`` smallest are kept. A window
+    shorter than ``FP_LINES_BELOW`` has too few chunks for that, and is sketched by its
+    lines instead (the kind byte says which: sketches of two kinds do not compare).
+
+    In a ``textual`` file, a chunk holding bytes that text never holds (ciphertext, in a
+    text file whose head was kept) counts a piece per ``FP_PIECE`` bytes, not as one chunk:
+    a window that is mostly ciphertext then shares next to nothing with its text version,
+    where by chunk count the 4 KiB of a kept head would still be 5% of the window.
     """
-    hashes = set(map(zlib.crc32, head.split(b"\n")))
+    window = head[:FP_WINDOW]
+    chunks: list[bytes] | list[memoryview]
+    if len(window) < FP_LINES_BELOW:
+        kind, chunks = FP_LINES, window.split(b"\n")
+    else:
+        kind, chunks = FP_CHUNKS, [c.data for c in _chunker().cut_buf(window)]
+    if textual and structure.holds_non_text(window):
+        chunks = [part for c in map(bytes, chunks) for part in _pieces(c)]
+    hashes = set(map(zlib.crc32, chunks))
     hashes.discard(0)
-    return array("I", sorted(hashes)[:FP_K]).tobytes()
+    return bytes((kind,)) + array("I", sorted(heapq.nsmallest(FP_K, hashes))).tobytes()
+
+
+def _pieces(chunk: bytes) -> list[bytes]:
+    if not structure.holds_non_text(chunk):
+        return [chunk]
+    return [chunk[at:at + FP_PIECE] for at in range(0, len(chunk), FP_PIECE)]
+
+
+@functools.cache
+def _chunker() -> Any:
+    from pyfastcdc import FastCDC  # imported on first use: a scan of an unchanged tree
+                                   # probes nothing and does not pay for it
+    return FastCDC(_CDC_AVG, min_size=_CDC_MIN, max_size=_CDC_MAX)
+
+
+def fingerprint_current(fp: bytes) -> bool:
+    """Whether ``fp`` is a sketch of this version (a kind byte, then uint32s), or empty.
+
+    A baseline recorded before sketches had a kind byte holds bare newline-cut sketches
+    (a multiple of 4 bytes): they do not compare with these, and ``similarity`` says None.
+    """
+    return not fp or (len(fp) % 4 == 1 and fp[0] in (FP_CHUNKS, FP_LINES))
 
 
 def similarity(a: bytes, b: bytes) -> float | None:
-    """Estimated Jaccard similarity of two sketches; None when either is too small to say."""
-    if len(a) < 16 or len(b) < 16:  # fewer than 4 chunks
+    """Estimated Jaccard similarity of two sketches; None when either is too small to say,
+    or they are of different kinds (a file that crossed ``FP_LINES_BELOW``, or a sketch
+    recorded by an older version: unknown, not dissimilar)."""
+    if len(a) < 17 or len(b) < 17 or a[0] != b[0] or not fingerprint_current(a) or \
+            not fingerprint_current(b):  # fewer than 4 chunks, or not comparable
         return None
-    sa, sb = set(array("I", a)), set(array("I", b))
+    sa, sb = set(array("I", a[1:])), set(array("I", b[1:]))
     union = heapq.nsmallest(FP_K, sa | sb)
     both = sum(1 for h in union if h in sa and h in sb)
     return both / len(union)

@@ -1,8 +1,9 @@
 """``fim baseline | scan | verify``: walk the watched trees and compare with the baseline.
 
 ``scan`` trusts unchanged metadata (size, mtime, ctime, inode, mode, owner) and hashes only
-what changed; ``verify`` re-hashes everything and so also finds content changed behind
-restored timestamps. Hashing and probing run on every core (hashlib releases the GIL).
+what changed (and, once, a file whose similarity sketch an older version recorded);
+``verify`` re-hashes everything and so also finds content changed behind restored
+timestamps. Hashing and probing run on every core (hashlib releases the GIL).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from secops.fim.baseline import Baseline, Record
-from secops.fim.probe import probe_bytes
+from secops.fim.probe import fingerprint_current, probe_bytes
 from secops.layout import CANARY_MARK
 from secops.manifest.scan import walk_stat
 
@@ -93,7 +95,7 @@ def measure_fd(path: str, fd: int, st: os.stat_result) -> Record:
     from secops.fim.probe import HEAD, TAIL
 
     h = hashlib.sha256()
-    buf = bytearray(CHUNK)
+    buf = _buffer()
     view = memoryview(buf)
     head = b""
     offset = 0
@@ -102,7 +104,7 @@ def measure_fd(path: str, fd: int, st: os.stat_result) -> Record:
         if not n:
             break
         if offset < HEAD:
-            head += bytes(view[:min(n, HEAD - offset)])
+            head += view[:min(n, HEAD - offset)]
         h.update(view[:n])
         offset += n
     size = offset
@@ -110,6 +112,18 @@ def measure_fd(path: str, fd: int, st: os.stat_result) -> Record:
     p = probe_bytes(head, tail, size, lambda off, k: os.pread(fd, k, off))
     return Record(path, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode,
                   st.st_uid, st.st_gid, h.hexdigest(), p.ftype, p.parses, p.entropy, p.fp)
+
+
+_local = threading.local()
+
+
+def _buffer() -> bytearray:
+    """This thread's read buffer: one allocation (and its page faults) per thread, not one
+    per file."""
+    buf: bytearray | None = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(CHUNK)
+    return buf
 
 
 def _measure_safe(path: str) -> Record | OSError | None:
@@ -151,8 +165,9 @@ def run(roots: Sequence[str], excludes: Sequence[str], baseline: Baseline, mode:
     for path, st in walk_stat(roots, excludes):
         report.files += 1
         hit = old.get(path)
-        if mode == "scan" and hit is not None and hit.same_stat(st):
-            current[path] = hit
+        if mode == "scan" and hit is not None and hit.same_stat(st) and \
+                fingerprint_current(hit.fp):
+            current[path] = hit  # (a sketch recorded by an older version is measured anew)
         else:
             todo.append(path)
     for path, got in measure_many(todo, processes):
