@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -143,8 +144,13 @@ def _child(fd: int) -> int:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != daemon:  # the daemon went before the line above took effect
         return 1
-    signal.signal(signal.SIGINT, lambda _s, _f: process.interrupt_all())
-    signal.signal(signal.SIGTERM, lambda _s, _f: process.interrupt_all())
+    def interrupt(_signum: int, _frame: object) -> None:
+        # from another thread: the handler runs in the main thread, which may be holding
+        # the lock of the running-children set at that very moment
+        threading.Thread(target=process.interrupt_all, name="secops-interrupt").start()
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     last = [0.0]
 
     def progress() -> None:
