@@ -438,6 +438,7 @@ def test_a_dead_integrity_monitor_is_a_critical_alert_shown_by_status(
     ``status`` said nothing about the monitor. The failure is injected (a bug the real
     program does not have on demand); the twin: a monitor that runs is "running", and one
     stopped with the daemon raises no alert."""
+    from secops import childjob
     from secops.cli.context import AppContext
     from secops.cli.daemon_cmd import status_doc
     from secops.clock import iso_utc
@@ -466,7 +467,7 @@ def test_a_dead_integrity_monitor_is_a_critical_alert_shown_by_status(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in the scan")
 
-    monkeypatch.setattr(monitor, "run_scan", broken)
+    monkeypatch.setattr(childjob, "run", broken)  # the scan, in its child process
     m = monitor.Monitor(cfg, lambda level, message: None)
     m.start()
     assert m.ready.wait(60)
