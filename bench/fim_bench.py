@@ -190,11 +190,12 @@ def git_head() -> str:
     return ""
 
 
-def freeze_source(lay: Layout) -> dict[str, str]:
-    """Copy secops/ to WORKDIR/src; every secops process imports that copy."""
+def freeze_source(lay: Layout, origin_root: Path = PROJECT) -> dict[str, str]:
+    """Copy ``origin_root``/secops/ to WORKDIR/src; every secops process imports that copy
+    (``main`` takes one snapshot at its start, so that every tree size measures it)."""
     if lay.src.exists():
         shutil.rmtree(lay.src)
-    shutil.copytree(PROJECT / "secops", lay.src / "secops",
+    shutil.copytree(origin_root / "secops", lay.src / "secops",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     origin = subprocess.run(
         [str(PYTHON), "-c", "import secops; print(secops.__file__)"], env=secops_env(lay),
@@ -586,7 +587,8 @@ def parse_sizes(text: str) -> list[tuple[int, float]]:
     return out
 
 
-def run_size(args: argparse.Namespace, lay: Layout, files: int, mb: float) -> dict[str, Any]:
+def run_size(args: argparse.Namespace, lay: Layout, files: int, mb: float,
+             snapshot: Path) -> dict[str, Any]:
     for d in (lay.logs, lay.state):
         if d.exists():
             shutil.rmtree(d)
@@ -596,7 +598,7 @@ def run_size(args: argparse.Namespace, lay: Layout, files: int, mb: float) -> di
     res: dict[str, Any] = {"date": dt.date.today().isoformat(), "machine": machine(),
                            "args": {k: str(v) for k, v in vars(args).items()},
                            "aide_workers": args.aide_workers,
-                           "secops_version": freeze_source(lay)}
+                           "secops_version": freeze_source(lay, snapshot)}
     entries = bench_tree.ensure_tree(lay.tree, lay.manifest, files, mb,
                                      seed=bench_tree.SEED, log=log, text_share=args.text_share)
     b = Bench(lay, len(entries), tree_dirs(lay.tree), args.aide_workers, args.aide_single)
@@ -619,8 +621,8 @@ def run_size(args: argparse.Namespace, lay: Layout, files: int, mb: float) -> di
     res["summary"] = summarise(rounds, args.aide_single)
     res["loadavg_end"] = os.getloadavg()
     if sources_digest(PROJECT) != res["secops_version"]["digest"]:
-        b.problems.append("secops/ in the project changed during the run; the copy measured "
-                          "is the one taken at the start")
+        b.problems.append("secops/ in the project changed since the start; the copy measured "
+                          "is the one taken then")
     res["problems"] = b.problems
     res["report"] = report(res)
     return res
@@ -647,13 +649,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("aide") is None:
         raise SystemExit("aide is not installed (apt-get install aide, or make bench)")
     sizes = parse_sizes(args.sizes)
+    plot_to = args.plot.resolve() if args.plot is not None else None  # before any chdir
     work = args.workdir.resolve()
+    snapshot = work / "snapshot"
+    if snapshot.exists():
+        shutil.rmtree(snapshot)
+    shutil.copytree(PROJECT / "secops", snapshot / "secops",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     results = []
     for files, mb in sizes:
         lay = Layout(work / f"f{files}-t{args.text_share:g}")
         lay.work.mkdir(parents=True, exist_ok=True)
         log(f"tree of {files} files / {mb:g} MB, text share {args.text_share:g}: {lay.work}")
-        res = run_size(args, lay, files, mb)
+        res = run_size(args, lay, files, mb, snapshot)
         (lay.work / "results.json").write_text(json.dumps(res, indent=1, ensure_ascii=False),
                                                encoding="utf-8")
         print(res["report"], "\n", flush=True)
@@ -662,8 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (work / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False),
                                        encoding="utf-8")
     print(over_sizes(results))
-    if args.plot is not None and plot(results, args.plot.resolve()):
-        print(f"plot: {args.plot}")
+    if plot_to is not None and plot(results, plot_to):
+        print(f"plot: {plot_to}")
     print(f"\nresults: {work / 'results.json'}")
     met = all(r["summary"]["baseline"]["met"] and r["summary"]["scan"]["met"] for r in results)
     return 0 if met else 1

@@ -275,7 +275,8 @@ def _parses(ftype: str, head: bytes, tail: bytes, size: int, read_at: ReadAt | N
     if ftype == "text":  # a text file with a binary end (or middle) is damaged
         if size <= len(head) and deep:
             read_at = lambda off, n: head[off:off + n]  # noqa: E731 - the whole file is here
-        return _is_text(tail[-SAMPLE:].lstrip(_CONTINUATION)) and \
+        end_is_text = size <= SAMPLE or _is_text(tail[-SAMPLE:].lstrip(_CONTINUATION))
+        return end_is_text and \
             (read_at is None or structure.text_intact(size, read_at, _is_text))
     return True
 

@@ -352,7 +352,7 @@ NEVER_IN_TEXT = tuple(bytes((c,)) for c in (*range(0x00, 0x09), 0xFE, 0xFF))
 
 def holds_non_text(data: bytes) -> bool:
     """Whether ``data`` holds any of ``NEVER_IN_TEXT`` (one ``memchr`` per byte value)."""
-    return any(b in data for b in NEVER_IN_TEXT)
+    return any(map(data.__contains__, NEVER_IN_TEXT))
 
 
 def text_intact(size: int, read_at: ReadAt, is_text: Callable[[bytes], bool]) -> bool:
