@@ -16,6 +16,7 @@ table is followed by :meth:`reload`, which drops what the cache held.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -140,7 +141,19 @@ class FileIndex:
             self._cache.popitem(last=False)
 
     def _select(self, sql: str, args: tuple[object, ...]) -> list[Record]:
-        return [record_from_row(r) for r in self._connection().execute(sql, args)]
+        """Never raises into the gate or sentry thread (an exception there ends the thread,
+        and with it every judgement it makes): a failed query is tried once more on a fresh
+        connection, then answered as "not known"."""
+        for _ in range(2):
+            try:
+                return [record_from_row(r) for r in self._connection().execute(sql, args)]
+            except sqlite3.Error:
+                db = getattr(self._local, "db", None)
+                self._local.db = None
+                if db is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.close()
+        return []
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

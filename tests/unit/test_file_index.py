@@ -132,3 +132,18 @@ def test_a_file_not_in_the_table_because_the_daemon_never_scanned_is_unknown(
     assert index.get(str(tmp_path / "x")) is None
     assert index.path_of_inode(os.stat(db).st_ino) is None
     index.close()
+
+
+def test_a_broken_connection_is_reopened_and_never_raises_into_the_caller(
+        tmp_path: Path) -> None:
+    """The sentry thread dies of an exception: a query that fails is retried on a fresh
+    connection. Its twin: the answer is the table's."""
+    db = tmp_path / "state.db"
+    tree(db, 5).close()
+    index = FileIndex(db, cache_records=1)
+    index.reload()
+    assert index.get("/d/000001.csv") is not None
+    index._local.db.close()  # the thread's connection gone under it
+    assert index.path_of_inode(1003) == "/d/000003.csv"
+    assert index.get("/d/000004.csv") == rec("/d/000004.csv", 1004)
+    index.close()
