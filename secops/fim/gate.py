@@ -222,10 +222,11 @@ class Gate:
 class Sentry:
     """A notification group over whole filesystems: close-after-write anywhere on them."""
 
-    def __init__(self, on_event: Callable[[Event], bool], log: Log,
+    def __init__(self, on_event: Callable[[Event], bool], log: Log, degraded: Degraded,
                  ignore: Sequence[str] = ()) -> None:
         self._on_event = on_event
         self.log = log
+        self.degraded = degraded
         self.fan = Fanotify(gate=False)
         _ignore(self.fan, ignore, log)
         self.devices: set[int] = set()
@@ -247,8 +248,11 @@ class Sentry:
         try:
             self.fan.run(self._on_event, self._stop, poll_s=0.5)
         except Exception as e:
-            self.log("ERROR", f"fanotify sentry stopped: {e!r}; new folders are marked when "
-                     "inotify reports them")
+            if not self._stop.is_set():
+                self.log("ERROR", f"fanotify sentry stopped: {e!r}; new folders are marked "
+                         "when inotify reports them, writes through hard links from outside "
+                         "the tree go unjudged")
+                self.degraded("sentry_failed", {"error": repr(e)})
         finally:
             self.fan.close()
 

@@ -27,6 +27,7 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from secops.fim import procid
@@ -74,7 +75,8 @@ class Guard:
         """Gate, marks, sentry; False when fanotify cannot be used here."""
         own = self.own_files()
         try:
-            self.gate = Gate(self.on_gate, self.m.log, self.m.degraded, ignore=own)
+            self.gate = Gate(self._survive(self.on_gate), self.m.log, self.m.degraded,
+                             ignore=own)
         except FanotifyUnavailable as e:
             self.m.log("WARNING", f"fanotify unavailable ({e.message}); ransomware detection "
                        "works from inotify alone: no writer pids, slower containment")
@@ -83,7 +85,8 @@ class Guard:
         for root in self.m.cfg.paths.watch:
             self.mark_tree(root)
         try:
-            sentry = Sentry(self.on_sentry, self.m.log, ignore=own)
+            sentry = Sentry(self._survive(self.on_sentry), self.m.log, self.m.degraded,
+                            ignore=own)
             for root in self.m.cfg.paths.watch:
                 sentry.watch(root)
         except (FanotifyUnavailable, OSError) as e:
@@ -227,6 +230,18 @@ class Guard:
 
     # -- the callbacks ---------------------------------------------------------------------
 
+    def _survive(self, callback: Callable[[Event], bool]) -> Callable[[Event], bool]:
+        """One event's error (a bug, a database that cannot be read this moment) costs the
+        judgement of that one event, never the thread that judges all the others: the event
+        is allowed and the error counted and said (``judge_failed``)."""
+        def judged(ev: Event) -> bool:
+            try:
+                return callback(ev)
+            except Exception as e:
+                self.m.degraded("judge_failed", {"event": ev.kind, "error": repr(e)})
+                return True
+        return judged
+
     def on_gate(self, ev: Event) -> bool:
         """In the gate thread: keep it lean; never open a watched file here."""
         if ev.kind == "open_perm":
@@ -302,13 +317,16 @@ class Guard:
                        "there")
 
     def _linked(self, fd: int) -> str | None:
-        """A file outside the tree that is a hard link to a file the index knows."""
+        """A file outside the tree that is a hard link to a file the index knows. The link
+        may be gone by the time the event is read (or before the write: open the link,
+        unlink it, write, close): a file with one name left that is no longer at the
+        event's path is looked up as well."""
         try:
             st = os.fstat(fd)
         except OSError:
             return None
-        if st.st_nlink < 2:
-            return None
+        if st.st_nlink < 2 and not _unlinked(fd):
+            return None  # a file outside the tree with its one name there: not ours
         known = self.m.index.path_of_inode(st.st_ino)
         if known is None:
             return None
@@ -464,6 +482,14 @@ class Guard:
                     self.deny.deny(pid, start)
                 stopped.append(record)
         self.m.q.put(("alarm", verdict, stopped))
+
+
+def _unlinked(fd: int) -> bool:
+    """Whether the name the file was opened by is gone (the kernel's " (deleted)")."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").endswith(" (deleted)")
+    except OSError:
+        return False
 
 
 def _writer(fd: int, pid: int) -> tuple[int, int, int] | None:

@@ -154,8 +154,13 @@ class Monitor:
                 "out_of_fds": "no free file descriptor for a gate event: the kernel refused "
                 "that open (raise LimitNOFILE=)",
                 "warden_released": "the warden allowed opens the stalled gate left waiting",
+                "judge_failed": "an error in secops left a write or an open unjudged "
+                "(allowed); the threads judge the next ones",
+                "sentry_failed": "the sentry stopped: new folders are marked from inotify, "
+                "writes through hard links from outside the tree go unjudged",
                 }.get(reason, reason)
-        self.log("ERROR", f"integrity.gate_degraded: {what} ({count} so far)")
+        error = f": {details['error']}" if "error" in details else ""
+        self.log("ERROR", f"integrity.gate_degraded: {what} ({count} so far){error}")
         self.q.put(("alert", "integrity.gate_degraded", "high",
                     {"reason": reason, "count": count, **details}))
 

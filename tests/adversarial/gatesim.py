@@ -17,6 +17,9 @@ Modes:
   documents into it, then encrypt each there.
 - ``link-encrypt``: hard-link ``--count`` documents into ``--into`` (outside the watched
   tree, same filesystem) and encrypt them through the links.
+- ``link-unlink-encrypt``: for each document in turn: hard-link it into ``--into``, open the
+  link, unlink it, encrypt through the open file, close it. When its close is reported the
+  file has one name again, the watched one.
 - ``read``: wait for a line on stdin, then read ``--probe`` once (``probe ...``): the honest
   process that may get a recycled pid.
 - ``held-encrypt``: fork ``--workers`` processes (``workers PID...``); each opens its share
@@ -76,6 +79,22 @@ def encrypt_all(paths: list[Path], log: Log) -> None:
     for path in paths:
         try:
             scramble(path)
+        except OSError as e:
+            log.line(f"failed {path} {errno.errorcode.get(e.errno or 0, e.errno)}")
+            return
+        log.line(f"done {path}")
+
+
+def link_unlink_encrypt(paths: list[Path], into: Path, log: Log) -> None:
+    for i, path in enumerate(paths):
+        link = into / f"{i:03d}-{path.name}"
+        try:
+            os.link(path, link)
+            with link.open("r+b") as f:
+                link.unlink()
+                f.write(os.urandom(os.fstat(f.fileno()).st_size))
+                f.flush()
+                os.fsync(f.fileno())
         except OSError as e:
             log.line(f"failed {path} {errno.errorcode.get(e.errno or 0, e.errno)}")
             return
@@ -144,8 +163,8 @@ def probe(path: Path, log: Log) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("mode", choices=["encrypt", "move-encrypt", "link-encrypt", "read",
-                                     "held-encrypt", "hold"])
+    ap.add_argument("mode", choices=["encrypt", "move-encrypt", "link-encrypt",
+                                     "link-unlink-encrypt", "read", "held-encrypt", "hold"])
     ap.add_argument("--dir", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--count", type=int, default=50)
@@ -167,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         hold(args.probe, log, args.stop)
         return 0
     victims = documents(args.dir, args.count, args.seed, args.only)
+    if args.mode == "link-unlink-encrypt":
+        link_unlink_encrypt(victims, args.into, log)
+        log.line("finished")
+        return 0
     if args.mode == "held-encrypt":
         held_encrypt(victims, log, args.out, workers=args.workers, delay=args.delay,
                      same=args.same)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,7 +23,8 @@ from secops.fim import contain, procid
 from secops.fim.denylist import DenyList
 from secops.fim.dirwatch import DirWatch
 from secops.fim.fanotify import ALLOW, Event, Fanotify
-from secops.fim.gate import GIVE_UP_AFTER, Gate
+from secops.fim.gate import GIVE_UP_AFTER, Gate, Sentry
+from secops.fim.guard import Guard
 from secops.fim.state import FimState
 from secops.fim.warden import Pulse, Warden
 
@@ -335,6 +338,64 @@ def test_the_supervisor_releases_opens_a_stuck_gate_holds_and_re_arms_it(
         stuck.release.set()  # the stuck thread comes back: its late answer goes nowhere
         g.stop()
     assert all(not t.is_alive() for t in g.threads), "a gate thread outlived the gate"
+
+
+class Faulty:
+    """A judgement that raises on the first close-after-write of ``fail_on`` (a bug, a
+    database that cannot be read that moment), and records every event it is given."""
+
+    def __init__(self, fail_on: str) -> None:
+        self.fail_on = fail_on
+        self.failed = False
+        self.seen: list[tuple[str, str]] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, event: Event) -> bool:
+        with self.cond:
+            self.seen.append((event.kind, event.path))
+            self.cond.notify_all()
+        if event.kind == "close_write" and event.path == self.fail_on and not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("database is locked")
+        return ALLOW
+
+    def wait_for(self, kind: str, path: Path) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: (kind, str(path)) in self.seen, WAIT_S)
+
+
+@pytest.mark.parametrize("group", ["gate", "sentry"])
+def test_one_event_s_error_costs_that_event_alone(
+        group: str, folder: Path, degraded: list[tuple[str, dict[str, object]]]) -> None:
+    """Once, a sentry whose callback raised had stopped for good, and with it the judgement
+    of every write through a hard link. Its twin is the write after the failing one: seen."""
+    faulty = Faulty(str(folder / "first"))
+    guard = Guard(SimpleNamespace(db_path=folder.parent / "state.db",  # type: ignore[arg-type]
+                                  cfg=SimpleNamespace(paths=SimpleNamespace(watch=[])),
+                                  degraded=lambda r, d: degraded.append((r, d))))
+    judged = guard._survive(faulty)
+    notes = lambda level, msg: None  # noqa: E731
+    g: Gate | Sentry
+    if group == "gate":
+        g = Gate(judged, notes, lambda r, d: degraded.append((r, d)))
+        g.start()
+        g.watch_dir(str(folder))
+    else:
+        g = Sentry(judged, notes, lambda r, d: degraded.append((r, d)))
+        g.watch(str(folder))
+        g.start()
+    try:  # (another process writes: a group never reports its own process)
+        write = [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write('x')"]
+        subprocess.run([*write, str(folder / "first")], check=True, timeout=WAIT_S)
+        assert faulty.wait_for("close_write", folder / "first")
+        subprocess.run([*write, str(folder / "second")], check=True, timeout=WAIT_S)
+        assert faulty.wait_for("close_write", folder / "second"), faulty.seen
+        if group == "gate":  # and opens are still answered
+            assert waited(opener(folder / "target"), WAIT_S) < 0.5
+        assert [r for r, _ in degraded] == ["judge_failed"]
+        assert "database is locked" in str(degraded[0][1]["error"])
+    finally:
+        g.stop()
 
 
 def test_a_gate_that_answers_is_never_re_armed(
