@@ -96,6 +96,7 @@ def _backup(progress: Callable[[], None], cfg: Any, name: str, reason: str,
 
     engine = Engine.from_config(cfg, SystemClock())
     engine.restic.resolve_full_ids = False  # restic 0.14's short id is enough here
+    engine.watched = True  # a change during the backup is the daemon's next backup
     return engine.backup(name, reason=reason, on_progress=lambda _t, _p: progress(),
                          unlock_first=unlock_first)
 

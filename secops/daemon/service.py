@@ -729,6 +729,7 @@ class Service:
                 return childjob.run("backup", cfg, name, reason, first, on_progress=moved)
             engine = Engine.from_config(cfg, clock)
             engine.restic.resolve_full_ids = False  # restic 0.14's short id is enough here
+            engine.watched = True  # a change during the backup is the daemon's next backup
             return engine.backup(name, reason=reason, on_progress=lambda _t, _p: moved(),
                                  unlock_first=first)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from integration.daemon import (
     snapshot_count,
     wait_for,
 )
+from integration.fastkdf import restic_binary
 from integration.office import Office, target_toml
 from integration.servers import RestServer
 
@@ -114,6 +116,56 @@ def test_kill_9_during_a_backup_loses_nothing(office: Office, tmp_path: Path) ->
         assert "no errors were found" in check.stdout
     finally:
         d2.stop()
+
+
+LATE_WRITER = """#!{python}
+import os, subprocess, sys
+done = subprocess.run([{restic!r}, *sys.argv[1:]], check=False).returncode
+if "backup" in sys.argv[1:]:
+    try:
+        os.unlink({arm!r})  # once: the first backup after the test armed it
+    except FileNotFoundError:
+        pass
+    else:  # restic has read the tree: this write comes after what it took
+        with open({victim!r}, "a", encoding="utf-8") as f:
+            f.write("3,Lê Văn Tám,bổ sung sau\\n")
+sys.exit(done)
+"""
+
+
+def test_a_file_changed_while_restic_runs_reaches_every_target(tmp_path: Path,
+                                                               rest_server: RestServer) -> None:
+    """The daemon does not re-walk the tree after restic: the write restic missed is a change
+    it recorded after that backup's start, so every target backs it up again (and the
+    snapshot's signed manifest matches what it holds: the drill passes)."""
+    victim = tmp_path / "bau-cu" / "danh-sach-cu-tri" / "bo-sung-muon.csv"
+    arm = tmp_path / "arm"
+    wrapper = tmp_path / "restic-late-writer"
+    wrapper.write_text(LATE_WRITER.format(python=sys.executable, restic=restic_binary(),
+                                          arm=str(arm), victim=str(victim)), encoding="utf-8")
+    wrapper.chmod(0o755)
+    office = Office(tmp_path, [
+        target_toml("local", str(tmp_path / "repo")),
+        target_toml("offsite", rest_server.url("late-" + tmp_path.name[-16:].lower()),
+                    append_only=True),
+    ], backup_extra=FAST, tail=TAIL, restic=str(wrapper)).write()
+    assert office.run("init").code == 0
+    d = Daemon(office).start()
+    try:
+        wait_for(lambda: settled(d, office), 60, "the first backup after start")
+        arm.touch()
+        victim.write_text("STT,Họ và tên,Ghi chú\n1,Đỗ Thị Mai,\n", encoding="utf-8")
+        wait_for(lambda: not arm.exists(), 60, "a backup that meets the late write")
+        wait_for(lambda: settled(d, office) and "bổ sung sau" in victim.read_text("utf-8"),
+                 90, "the late write backed up")
+        for t in ("local", "offsite"):
+            assert restored_content(office, t, victim, tmp_path / f"late-{t}") == \
+                victim.read_bytes(), t
+            drill = office.run("drill", "--target", t)
+            assert drill.code == 0, drill.out + drill.err
+        assert "changed during the backup" not in d.log()  # nothing re-walked
+    finally:
+        d.stop()
 
 
 def test_target_down_is_caught_up_and_alerted(office: Office, rest_server: RestServer,
