@@ -418,6 +418,7 @@ class ChildWatch:
         self.children: list[Child] = []
         self._lock = threading.Lock()
         self._seen: set[int] = set()
+        self._ppid: dict[int, int] = {}
         self._boot = boot_offset()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="child-watch", daemon=True)
@@ -477,11 +478,12 @@ class ChildWatch:
                 with self._lock:
                     self.children.append(Child(pid, [a.decode() for a in argv if a], repo,
                                                start))
+                    self._ppid[pid] = int(f[2])  # the daemon, or its job process
             with self._lock:
                 for c in self.children:
                     if c.end is None:
                         f = proc_stat(c.pid)
-                        if f is None or f[1] == "Z" or int(f[2]) != self.parent:
+                        if f is None or f[1] == "Z" or int(f[2]) != self._ppid.get(c.pid):
                             c.end = now
             self._stop.wait(self.interval)
 

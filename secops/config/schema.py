@@ -252,6 +252,9 @@ class Signing(_Strict, kw_only=True, frozen=True):
     # an RFC 3161 time-stamping service: PAdES B-T; without it B-B, and the reports say so
     tsa_url: str | None = None
     tsa_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 20.0
+    # the deadline for fetching the revocation data (CRL/OCSP) the certificates name: with
+    # it a timestamped signature is B-LT; without it (responder down, too slow) B-T
+    revocation_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     # the signature box: default the certificate's common name; the title (e.g. "Chủ tịch")
     signer_name: str | None = None
     signer_title: str = ""

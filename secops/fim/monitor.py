@@ -345,13 +345,13 @@ class Monitor:
                                               folder_gone=_folder_gone(path)))
                     found.append(FimChange("deleted", path, before, None))
                     delete.append(path)
-                    self._forget(path)
+                    self.index.forget(path)
                 continue
             if before is not None and before.sha256 == after.sha256 and \
                     (before.mode, before.uid, before.gid) == (after.mode, after.uid, after.gid):
                 if before != after:
                     upsert.append(after)
-                    self._remember(after)
+                    self.index.remember(after)
                 continue
             if not self._fan_fresh(path, now):
                 self._observe(self._observation(now, path, before, after))
@@ -362,7 +362,7 @@ class Monitor:
             else:
                 found.append(FimChange("meta", path, before, after))
             upsert.append(after)
-            self._remember(after)
+            self.index.remember(after)
         self.baseline.apply(upsert, delete)
         self.index.committed()
         self._check_rules(found)
@@ -372,7 +372,7 @@ class Monitor:
         if is_canary(src) or is_canary(dest):
             self._canary_moved(src, dest, now)
             return []
-        before = self._forget(src)
+        before = self.index.forget(src)
         if not dest:  # renamed into the excludes: gone, as far as we are concerned
             if before is not None:
                 delete.append(src)
@@ -404,7 +404,7 @@ class Monitor:
                 self._observe(self._observation(now, dest, None, after))
             out.append(FimChange("added", dest, None, after))
         upsert.append(after)
-        self._remember(after)
+        self.index.remember(after)
         return out
 
     def _observation(self, now: float, path: str, before: Record | None, after: Record
@@ -419,12 +419,6 @@ class Monitor:
 
     def _reload_index(self) -> None:
         self.index.reload()
-
-    def _remember(self, rec: Record) -> None:
-        self.index.remember(rec)
-
-    def _forget(self, path: str) -> Record | None:
-        return self.index.forget(path)
 
     def _renamed_from(self, fd: int) -> Record | None:
         """A file not (yet) known under its path: is it a known file renamed (same inode)?

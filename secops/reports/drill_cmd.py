@@ -21,14 +21,17 @@ from secops.cli.context import AppContext
 def drill(app: AppContext, file: Path, lang: str | None, as_json: bool) -> int:
     """Print a signed drill report (drill-*.json) as HTML and a signed PDF, as a new
     revision: the snapshot named by its id now, the earlier printings kept."""
-    from secops.cli.render import emit_json
+    from secops.cli.render import emit_json, warn
     from secops.layout import StateDir
     from secops.reports.drill_report import print_report
+    from secops.signing.outcome import pades_warning
 
     cfg = app.config()
     out = print_report(StateDir(Path(cfg.paths.state_dir)), file, lang or cfg.office.language,
                        signing=cfg.signing)
     app.audit("report.drill", {"json": str(file), **out})
+    if (pw := pades_warning(out.get("pades"))) is not None:
+        warn(pw)
     if as_json:
         emit_json(out)
     else:

@@ -100,10 +100,14 @@ def render_report_pdf(html: str, meta: PdfMeta | None, signing: Signing | None,
 
 
 def pades_summary(signed: Signed) -> dict[str, Any]:
-    """What a command's JSON says of the PAdES signature it made."""
-    return {"level": signed.level, "signer": signed.signer.name,
-            "serial": signed.signer.serial,
-            "time": signed.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    """What a command's JSON says of the PAdES signature it made: its level, signer, time,
+    whether revocation data is embedded (``revocation``: "embedded", "unavailable",
+    "not_named") and, when it could not be, ``warning``: why, in the report's language."""
+    out = {"level": signed.level, "signer": signed.signer.name,
+           "serial": signed.signer.serial,
+           "time": signed.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "revocation": signed.revocation}
+    return {**out, "warning": signed.warning} if signed.warning else out
 
 
 def _apply(m: Any, meta: PdfMeta | None) -> None:

@@ -30,7 +30,7 @@ def weekly(app: AppContext, week: str | None, lang: str | None, send: bool, as_j
     from secops.clock import SystemClock
     from secops.reports.paper import local_time
     from secops.reports.weekly import deliver, parse_week, write_weekly
-    from secops.signing.outcome import pades_line
+    from secops.signing.outcome import pades_line, pades_warning
 
     if week is not None:
         parse_week(week)                       # bad input: exit 2 before any work
@@ -42,6 +42,8 @@ def weekly(app: AppContext, week: str | None, lang: str | None, send: bool, as_j
             if not r.get("ok"):
                 warn(f"weekly report not sent: {r.get('error')}"
                      + ("" if r.get("skipped") else " (queued; the daemon retries)"))
+    if (pw := pades_warning(out.get("pades"))) is not None:
+        warn(pw)
     if as_json:
         emit_json(out)
     else:

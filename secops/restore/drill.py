@@ -50,6 +50,8 @@ def run_drill(cfg: Config, engine: Engine, ref: str, target: str, *, clock: Cloc
     report["pdf"] = files.get("pdf")
     if "pades" in files:
         report["pades"] = files["pades"]
+        if files["pades"].get("warning"):     # signed without the revocation data: why
+            report["warnings"] = [*report["warnings"], f"PAdES: {files['pades']['warning']}"]
     if "print_error" in files:
         report["warnings"] = [*report["warnings"],
                               f"the printed report was not made: {files['print_error']}"]

@@ -103,3 +103,11 @@ def pades_line(pades: dict[str, Any], pdf: str) -> str:
     """The line a report command prints of the PAdES signature it made."""
     return (f"  PAdES      {pades['level']}, {pades['signer']} (serial {pades['serial']}); "
             f"check it: secops report verify {pdf}")
+
+
+def pades_warning(pades: dict[str, Any] | None) -> str | None:
+    """The warning a report command shows of the PAdES signature it made (signed without
+    the revocation data, and why: ``pades_summary``'s ``warning``, in the report's
+    language), or None."""
+    warning = (pades or {}).get("warning")
+    return f"PAdES: {warning}" if warning else None

@@ -4,7 +4,10 @@
 configured root) and raises ``SigningError`` (exit 3) before anything is signed; it works
 on bytes and returns bytes, so the caller's atomic write is the only write: nothing is ever
 half-written. The signature is PAdES (ETSI.CAdES.detached) with SHA-256: B-T with an RFC
-3161 timestamp when ``signing.tsa_url`` is set, else B-B, and ``Signed.level`` says which.
+3161 timestamp when ``signing.tsa_url`` is set, else B-B; B-LT when it is timestamped and the
+chain's revocation data (CRL/OCSP, named by the certificates) was fetched, checked and
+embedded (``secops.signing.revocation``: a revoked certificate signs nothing; data that
+cannot be had leaves B-T and ``Signed.warning`` says why). ``Signed.level`` says which.
 The visible box on the last page says office, signer (name, title), local time, the
 certificate's serial and the level, in the report's language, in DejaVu Sans (embedded
 subset: Vietnamese needs its precomposed letters).
@@ -24,7 +27,7 @@ from cryptography import x509
 
 from secops.config.schema import Signing
 from secops.errors import SigningError, ToolMissing
-from secops.signing import policy
+from secops.signing import policy, revocation
 from secops.signing.keys import Key, open_key, roots_of, to_asn1
 from secops.signing.words import text
 
@@ -56,9 +59,11 @@ DEFAULT_BOX = Box(595 - 15 * MM - BOX_W, 22 * MM, 595 - 15 * MM, 22 * MM + BOX_H
 @dataclass(frozen=True)
 class Signed:
     data: bytes
-    level: str                   # "B-B" or "B-T"
+    level: str                   # "B-B", "B-T" or "B-LT"
     signer: policy.Signer
     time: datetime               # aware, UTC: when it was signed (the box shows local time)
+    revocation: str = "not_named"   # "embedded", "unavailable", "not_named" (Revocation)
+    warning: str | None = None   # why the revocation data is missing, in the report's language
 
 
 def font_file() -> str:
@@ -111,18 +116,24 @@ def sign_pdf(pdf: bytes, sg: Signing, office: str, lang: str, *, box: Box | None
     """``pdf`` signed by the office's key (see the module's docstring)."""
     when = now or datetime.now(UTC)
     with open_key(sg) as key:
-        check_before_signing(key, roots_of(sg, list(key.chain)), when)
+        roots = roots_of(sg, list(key.chain))
+        check_before_signing(key, roots, when)
+        rev = revocation.fetch(key.certificate, list(key.chain), roots,
+                               sg.revocation_timeout_seconds)
         signer = policy.signer_of(key.certificate, sg.signer_name, sg.signer_title)
         timestamper = None
         if sg.tsa_url:
             from secops.signing.tsa import HttpTimeStamper
 
             timestamper = HttpTimeStamper(sg.tsa_url, sg.tsa_timeout_seconds)
-        level = policy.level_of(timestamper is not None)
+        level = policy.level_of(timestamper is not None, rev.embeddable)
         label = policy.box_text(office, signer, when.astimezone(), level, lang)
         data = sign_bytes(pdf, key.signer, label, box or DEFAULT_BOX, timestamper,
                           reason=text(lang, "reason"), name=signer.name)
-    return Signed(data=data, level=level, signer=signer, time=when)
+    if rev.embeddable:
+        data = revocation.embed(data, rev)
+    return Signed(data=data, level=level, signer=signer, time=when, revocation=rev.status,
+                  warning=rev.warning(lang, level))
 
 
 def check_before_signing(key: Key, roots: list[x509.Certificate], when: datetime) -> None:

@@ -4,7 +4,8 @@ values out; the certificate is a parsed ``cryptography`` object, the time is giv
 A certificate may sign a report when it is valid at the signing time and its key usage
 allows signatures (digitalSignature or nonRepudiation; a certificate without the extension
 is not restricted, RFC 5280 4.2.1.3). The chain to a configured root is checked by the
-adapter (``pades``), which has the validator.
+adapter (``pades``), which has the validator; the revocation data the certificates name
+(``revocation_urls``) is fetched by the adapter ``revocation``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from secops.signing.words import text
 
@@ -82,7 +83,27 @@ def problems_before_signing(cert: x509.Certificate, when: datetime) -> list[str]
     return [p for p in (validity_problem(cert, when), key_usage_problem(cert)) if p]
 
 
+def revocation_urls(cert: x509.Certificate) -> list[str]:
+    """The CRL distribution points and OCSP responders (AIA) ``cert`` names, as URLs."""
+    urls: list[str] = []
+    try:
+        dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        urls += [n.value for dp in dps for n in dp.full_name or ()
+                 if isinstance(n, x509.UniformResourceIdentifier)]
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        urls += [d.access_location.value for d in aia
+                 if d.access_method == AuthorityInformationAccessOID.OCSP
+                 and isinstance(d.access_location, x509.UniformResourceIdentifier)]
+    except x509.ExtensionNotFound:
+        pass
+    return urls
+
+
 def level_of(timestamped: bool, revocation_embedded: bool = False) -> str:
+    """B-LT needs B-T: revocation data without a timestamp is still B-B."""
     if not timestamped:
         return "B-B"
     return "B-LT" if revocation_embedded else "B-T"

@@ -6,7 +6,10 @@ content is reported); the signer's certificate chaining to a trust root (``chain
 ``--trust`` files, else the office config's ``signing.trust_roots``); the certificate valid
 at the signing time (``validity``: the timestamp's time when there is a valid one, else the
 time the signer claims, and the result says which); the timestamp (``timestamp``). No
-revocation data is fetched (the police verify offline); what the file embeds (B-LT) is used.
+revocation data is fetched (the police verify offline); what the file embeds in its DSS is
+used at the signing time: a certificate it shows revoked fails ``chain`` (``chain_revoked``).
+The level is B-LT when the signature is timestamped and the embedded data answers for every
+certificate on the signer's path that names a CRL or OCSP source (at least one does).
 
 What a forger tries and what stops it: a signature dictionary that cannot be read (no or an
 odd /ByteRange, empty /Contents) is a failed ``intact`` check (``intact_malformed``), not a
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import zlib
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
@@ -75,7 +79,7 @@ def verify_pdf(path: Path, roots: list[x509.Certificate]) -> Verification:
             raise UsageError(f"{path}: the PDF is encrypted (password-protected): a report "
                              "secops signed is not; nothing in it can be checked")
         sigs = signatures_of(reader)
-        has_dss = "/DSS" in reader.root
+        dss = embedded_revinfo(reader)
     except (PdfError, ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
         raise UsageError(f"{path}: not a readable PDF ({e})") from None
     if not sigs:
@@ -83,9 +87,25 @@ def verify_pdf(path: Path, roots: list[x509.Certificate]) -> Verification:
                          hint="a report signed by secops has one when [signing] is set; a "
                               "signature removed from a signed report leaves none")
     return Verification(str(path), tuple(
-        _broken(name, sig) if isinstance(sig, str) else _check_safely(name, sig, roots, has_dss,
+        _broken(name, sig) if isinstance(sig, str) else _check_safely(name, sig, roots, dss,
                                                                      data)
         for name, sig in sigs))
+
+
+def embedded_revinfo(reader: Any) -> Any:
+    """The file's document security store (pyHanko's ``DocumentSecurityStore``) when it
+    holds revocation data (CRLs or OCSP responses), else None. A DSS that cannot be read is
+    none: it is validation data added after signing, never part of what was signed."""
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.sign.validation import DocumentSecurityStore
+    from pyhanko.sign.validation.errors import ValidationInfoReadingError
+
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except (ValidationInfoReadingError, PdfError, ValueError, TypeError, KeyError,
+            IndexError, AttributeError, NotImplementedError, zlib.error):
+        return None
+    return dss if dss.crls or dss.ocsps else None
 
 
 def read_pdf(path: Path) -> bytes:
@@ -154,28 +174,33 @@ def _broken(name: str, why: str) -> SignatureResult:
                                          {"why": why[:300]}),))
 
 
-def _check_safely(name: str, sig: Any, roots: list[x509.Certificate], has_dss: bool,
+def _check_safely(name: str, sig: Any, roots: list[x509.Certificate], dss: Any,
                   data: bytes) -> SignatureResult:
     """``_check``; a signature the validator cannot take apart is broken, not a crash."""
     from pyhanko.pdf_utils.misc import PdfError
 
     try:
-        return _check(sig, roots, has_dss, data)
+        return _check(sig, roots, dss, data)
     except (PdfError, ValueError, TypeError, KeyError, IndexError, AttributeError,
             AssertionError, RecursionError) as e:
         return _broken(name, str(e) or type(e).__name__)
 
 
-def _context(roots: list[x509.Certificate], moment: datetime | None, extra: list[Any]
-             ) -> Any:
+def _context(roots: list[x509.Certificate], moment: datetime | None, extra: list[Any],
+             dss: Any = None, mode: str = "soft-fail") -> Any:
     from pyhanko_certvalidator import ValidationContext
 
-    return ValidationContext(trust_roots=[to_asn1(r) for r in roots], other_certs=extra,
-                             moment=moment, allow_fetching=False,
-                             revocation_mode="soft-fail")
+    trust = [to_asn1(r) for r in roots]
+    if dss is not None:   # its certificates, CRLs and OCSP responses; still no fetching
+        return dss.as_validation_context({
+            "trust_roots": trust, "other_certs": extra, "moment": moment,
+            "allow_fetching": False, "revocation_mode": mode})
+    return ValidationContext(trust_roots=trust, other_certs=extra, moment=moment,
+                             allow_fetching=False, revocation_mode=mode)
 
 
-def _validate(sig: Any, roots: list[x509.Certificate], moment: datetime | None) -> Any:
+def _validate(sig: Any, roots: list[x509.Certificate], moment: datetime | None,
+              dss: Any = None, mode: str = "soft-fail") -> Any:
     from pyhanko.sign.validation import async_validate_pdf_signature
     from pyhanko.sign.validation.settings import KeyUsageConstraints
 
@@ -183,11 +208,53 @@ def _validate(sig: Any, roots: list[x509.Certificate], moment: datetime | None) 
     ku = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"},
                              match_all_key_usages=False)
     return asyncio.run(async_validate_pdf_signature(
-        sig, signer_validation_context=_context(roots, moment, extra),
+        sig, signer_validation_context=_context(roots, moment, extra, dss, mode),
         ts_validation_context=_context(roots, None, extra), key_usage_settings=ku))
 
 
-def _check(sig: Any, roots: list[x509.Certificate], has_dss: bool, data: bytes
+def _validate_with(sig: Any, roots: list[x509.Certificate], moment: datetime, dss: Any,
+                   mode: str = "soft-fail") -> Any | None:
+    """``_validate`` with the embedded revocation data, or None when that data cannot be
+    parsed (junk added after signing makes the file no B-LT; it does not break the
+    signature)."""
+    from pyhanko.pdf_utils.misc import PdfError
+
+    try:
+        return _validate(sig, roots, moment, dss, mode)
+    except (PdfError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            NotImplementedError, zlib.error):   # a stream that does not decode
+        return None
+
+
+def _long_term(sig: Any, roots: list[x509.Certificate], when: datetime, dss: Any,
+               status: Any) -> bool:
+    """The embedded data answers for every certificate on the signer's path (validated in
+    ``status``) that names a revocation source, and one does: validation at ``when`` that
+    requires it ("hard-fail") with only that data holds."""
+    path = getattr(status, "validation_path", None)
+    if dss is None or path is None or not status.trusted or status.revoked:
+        return False
+    if not any(policy.revocation_urls(from_asn1(c))
+               for c in path.iter_certs(include_root=False)):
+        return False
+    strict = _validate_with(sig, roots, when, dss, "hard-fail")
+    return bool(strict is not None and strict.trusted and not strict.revoked)
+
+
+def _at_signing_time(sig: Any, roots: list[x509.Certificate], when: datetime, dss: Any
+                     ) -> Any:
+    """The validation at ``when`` with the embedded revocation data: a certificate it shows
+    revoked then is revoked. Data that does not check out (damaged, or issued after
+    ``when``, as a later "add verification information" may add it) is not used: validation
+    data is not part of what was signed, and without it the file is no B-LT."""
+    if dss is not None:
+        with_dss = _validate_with(sig, roots, when, dss)
+        if with_dss is not None and (with_dss.trusted or with_dss.revoked):
+            return with_dss
+    return _validate(sig, roots, when)
+
+
+def _check(sig: Any, roots: list[x509.Certificate], dss: Any, data: bytes
            ) -> SignatureResult:
     now = _validate(sig, roots, None)
     tst = now.timestamp_validity
@@ -195,7 +262,7 @@ def _check(sig: Any, roots: list[x509.Certificate], has_dss: bool, data: bytes
     when: datetime = (tst.timestamp if stamped else now.signer_reported_dt) \
         or datetime.now(UTC)
     source = "timestamp" if stamped else "claimed"
-    at = _validate(sig, roots, when)
+    at = _at_signing_time(sig, roots, when, dss)
     cert = from_asn1(sig.signer_cert)
     validity = _validity(cert, when, source)
     if validity.ok and not stamped:   # only a timestamp proves a time: the certificate must
@@ -213,7 +280,8 @@ def _check(sig: Any, roots: list[x509.Certificate], has_dss: bool, data: bytes
         _timestamp(tst),
     )
     return SignatureResult(
-        field=str(sig.field_name), level=policy.level_of(tst is not None, has_dss),
+        field=str(sig.field_name),
+        level=policy.level_of(tst is not None, stamped and _long_term(sig, roots, when, dss, at)),
         signer={"name": policy.subject_field(cert, x509.oid.NameOID.COMMON_NAME),
                 "subject": cert.subject.rfc4514_string(),
                 "issuer": cert.issuer.rfc4514_string(), "serial": policy.serial_hex(cert),

@@ -55,6 +55,11 @@ _VI: dict[str, str] = {
     "signer": "Người ký",
     "serial": "số hiệu",
     "level": "mức",
+    "revinfo_unavailable": "không nhúng được dữ liệu thu hồi chứng thư (CRL/OCSP) vào chữ "
+                           "ký: {why}; báo cáo vẫn được ký, ở mức {level}, không kèm dữ liệu "
+                           "thu hồi (không phải B-LT)",
+    "revinfo_why_timeout": "{urls} không trả lời trong {seconds} giây",
+    "revinfo_why_failed": "không nhận được dữ liệu thu hồi hợp lệ từ {urls} ({detail})",
 }
 
 _EN: dict[str, str] = {
@@ -109,6 +114,11 @@ _EN: dict[str, str] = {
     "signer": "Signer",
     "serial": "serial",
     "level": "level",
+    "revinfo_unavailable": "no revocation data (CRL/OCSP) could be embedded in the "
+                           "signature: {why}; the report is signed at {level}, without "
+                           "revocation data (not B-LT)",
+    "revinfo_why_timeout": "{urls} did not answer within {seconds} s",
+    "revinfo_why_failed": "no valid revocation data came from {urls} ({detail})",
 }
 
 

@@ -1,7 +1,8 @@
 """A test PKI for the PAdES tests and the signing benchmark: a CA and certificates made
 with ``cryptography``, a SoftHSM2 token (its own SOFTHSM2_CONF in a temp folder) holding
-the signer's key, generated on the token, and an RFC 3161 TSA on a loopback port
-(pyHanko's in-process test time stamper behind ``http.server``).
+the signer's key, generated on the token, an RFC 3161 TSA on a loopback port (pyHanko's
+in-process test time stamper behind ``http.server``), and the CAs' CRLs on another
+(``CrlServer``: built and signed by the CA for each request, from what it has revoked).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SO_PIN = "13579135"
 TOKEN = "secops-test"
 KEY = "office-sign"
 DAY = timedelta(days=1)
+MINUTE = timedelta(minutes=1)
 PublicKey = rsa.RSAPublicKey
 
 
@@ -51,7 +53,8 @@ class Ca:
 
     def issue(self, public: PublicKey, subject: x509.Name, *, not_before: datetime,
               not_after: datetime, signing: bool = True, tsa: bool = False,
-              ca: bool = False) -> x509.Certificate:
+              ca: bool = False, crl_url: str | None = None) -> x509.Certificate:
+        """A certificate for ``public``; with ``crl_url``, a CRL distribution point there."""
         b = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.cert.subject)
              .public_key(public).serial_number(x509.random_serial_number())
              .not_valid_before(not_before).not_valid_after(not_after)
@@ -67,7 +70,25 @@ class Ca:
         if tsa:
             b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]),
                                 critical=True)
+        if crl_url:
+            b = b.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None,
+                reasons=None, crl_issuer=None)]), critical=False)
         return b.sign(self.key, hashes.SHA256())
+
+    def crl(self, revoked: list[tuple[int, datetime]], now: datetime) -> bytes:
+        """The CA's CRL (DER) listing ``revoked`` (serial, when), valid for a week."""
+        b = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+             .last_update(now - 5 * MINUTE).next_update(now + 7 * DAY)
+             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                 self.key.public_key()), critical=False)
+             .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False))
+        for serial, when in revoked:
+            b = b.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
+                .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise),
+                               critical=False).build())
+        return b.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
 def make_ca(cn: str, now: datetime) -> Ca:
@@ -170,6 +191,81 @@ class Tsa:
         self.thread.start()
 
     def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+# -- the CRLs ----------------------------------------------------------------------------------
+
+class CrlServer:
+    """The CAs' CRLs over HTTP on 127.0.0.1 (started once, stopped by ``stop``): ``/NAME.crl``
+    is the CRL of the CA published under NAME, built and signed for each request. A name
+    can instead answer with something that is no CRL (``garbage``) or not at all until
+    ``stop`` (``hang``: a responder that accepts the connection and never answers)."""
+
+    def __init__(self) -> None:
+        self.cas: dict[str, Ca] = {}
+        self.revoked: dict[str, list[tuple[int, datetime]]] = {}
+        self.broken: dict[str, str] = {}
+        self.requests: dict[str, int] = {}
+        self.released = threading.Event()
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                name = self.path.lstrip("/").removesuffix(".crl")
+                with lock:
+                    outer.requests[name] = outer.requests.get(name, 0) + 1
+                    how = outer.broken.get(name)
+                    ca, revoked = outer.cas.get(name), list(outer.revoked.get(name, []))
+                if how == "hang":
+                    outer.released.wait(timeout=120)
+                    return
+                if how == "garbage":
+                    body = b"<html><body>502 Bad Gateway</body></html>"
+                elif ca is None:
+                    self.send_error(404)
+                    return
+                else:
+                    body = ca.crl(revoked, utcnow())
+                self.send_response(200)
+                self.send_header("Content-Type", "application/pkix-crl")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def publish(self, name: str, ca: Ca) -> str:
+        """Serve ``ca``'s CRL under ``name``; its URL (for the certificates it issues)."""
+        self.cas[name] = ca
+        return self.url(name)
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}.crl"
+
+    def break_(self, name: str, how: str) -> str:
+        """``name`` answers badly (``garbage`` or ``hang``); its URL."""
+        self.broken[name] = how
+        return self.url(name)
+
+    def revoke(self, name: str, cert: x509.Certificate, when: datetime) -> None:
+        self.revoked.setdefault(name, []).append((cert.serial_number, when))
+
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def stop(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)

@@ -384,6 +384,321 @@ def test_a_pkcs12_file_for_an_office_without_a_token(world: World, tmp_path: Pat
         pades.sign_pdf(world.files["unsigned"].read_bytes(), sg, OFFICE, "vi")
 
 
+# -- B-LT: the chain's revocation data fetched, checked and embedded ---------------------------
+
+@dataclass
+class Revo:
+    """Certificates for the token's key that name a CRL distribution point: served by the
+    loopback ``CrlServer`` (an intermediate CA under the test root, each CA's CRL signed by
+    it), or unreachable, or answering badly."""
+
+    world: World
+    crls: pki.CrlServer
+    serials: dict[str, str]             # name -> serial (hex, as the messages say it)
+    revoked_at: str                     # the revocation time, as the messages say it
+    signed_lt: pades.Signed             # the untouched B-LT file
+
+    def signing(self, cert: str, **changes: Any) -> Signing:
+        return chain_signing(self.world, cert, **changes)
+
+
+def chain_signing(world: World, cert: str, **changes: Any) -> Signing:
+    """``world.signing`` for a certificate the intermediate CA issued."""
+    chain = [str(world.files["sub"]), str(world.files["root"])]
+    return world.signing(cert, **{"chain": chain, **changes})
+
+
+@pytest.fixture(scope="module")
+def revo(world: World) -> Iterator[Revo]:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from integration.servers import free_port
+
+    crls = pki.CrlServer()
+    try:
+        now = pki.utcnow()
+        root_url = crls.publish("root", world.ca)
+
+        def sub_ca(cn: str) -> pki.Ca:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            return pki.Ca(key, world.ca.issue(
+                key.public_key(), pki.name(cn, org="Ban Cơ yếu Chính phủ (test)"),
+                not_before=now - 30 * pki.DAY, not_after=now + 3650 * pki.DAY,
+                signing=False, ca=True, crl_url=root_url))
+
+        sub, bad_sub = sub_ca("CA cấp dưới thử nghiệm"), sub_ca("CA cấp dưới bị thu hồi")
+        sub_url, bad_url = crls.publish("sub", sub), crls.publish("bad-sub", bad_sub)
+        subject = pki.name("Nguyễn Văn Thắng")
+
+        def leaf(issuer: pki.Ca, url: str) -> x509.Certificate:
+            return issuer.issue(world.public, subject, not_before=now - pki.DAY,
+                                not_after=now + 365 * pki.DAY, crl_url=url)
+
+        certs = {"lt": leaf(sub, sub_url), "revoked": leaf(sub, sub_url),
+                 "under_revoked_ca": leaf(bad_sub, bad_url),
+                 "crl_down": leaf(sub, f"http://127.0.0.1:{free_port()}/sub.crl"),
+                 "crl_garbage": leaf(sub, crls.break_("garbage", "garbage")),
+                 "crl_hang": leaf(sub, crls.break_("hang", "hang"))}
+        revoked_at = now - 30 * pki.MINUTE
+        crls.revoke("sub", certs["revoked"], revoked_at)
+        crls.revoke("root", bad_sub.cert, revoked_at)
+        for k, c in certs.items():
+            world.files[k] = pki.write_pem(world.root / f"{k}.pem", c)
+        world.files["sub"] = pki.write_pem(world.root / "sub.pem", sub.cert)
+        world.files["bad_sub"] = pki.write_pem(world.root / "bad-sub.pem", bad_sub.cert)
+        serials = {k: f"{c.serial_number:X}" for k, c in certs.items()}
+        serials["bad_sub"] = f"{bad_sub.cert.serial_number:X}"
+        signed = pades.sign_pdf(world.files["unsigned"].read_bytes(),
+                                chain_signing(world, "lt"), OFFICE, "vi")
+        yield Revo(world, crls, serials, revoked_at.strftime("%Y-%m-%d %H:%M:%S UTC"), signed)
+    finally:
+        crls.stop()
+
+
+def dss_contents(data: bytes) -> tuple[int, int]:
+    """(CRLs, OCSP responses) in the file's document security store."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import DocumentSecurityStore
+
+    dss = DocumentSecurityStore.read_dss(PdfFileReader(BytesIO(data)))
+    return len(dss.crls), len(dss.ocsps)
+
+
+def test_a_b_lt_report_passes_pyhanko_and_pdfsig_offline(
+        revo: Revo, capsys: pytest.CaptureFixture[str]) -> None:
+    signed = revo.signed_lt
+    assert (signed.level, signed.revocation, signed.warning) == ("B-LT", "embedded", None)
+    assert "PAdES B-LT (có dấu thời gian và dữ liệu thu hồi)" in box_text(signed.data)
+    assert dss_contents(signed.data) == (2, 0)    # the root's CRL (the CA) and the CA's
+    path = revo.world.write("blt.pdf", signed.data)
+    fetched = revo.crls.total_requests()
+    code, out, _ = cli("report", "verify", str(path), "--trust",
+                       str(revo.world.files["root"]), "--json", capsys=capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"], out
+    assert doc["signatures"][0]["level"] == "B-LT"
+    assert doc["signatures"][0]["timestamp"]["ok"]
+    assert all(ok for ok, _ in checks(doc).values())
+    assert checks(doc)["unchanged"] == (True, "unchanged_harmless")   # the DSS update
+    assert revo.crls.total_requests() == fetched        # verified offline: nothing fetched
+    code, out, _ = cli("report", "verify", str(path), "--trust",
+                       str(revo.world.files["root"]), "--lang", "en", capsys=capsys)
+    assert code == 0 and "PAdES B-LT (timestamped, revocation data embedded)" in out
+    report = pdfsig(revo.world, path)
+    assert "Signature is Valid" in report and "Certificate is Trusted" in report, report
+
+
+def test_revocation_data_without_a_timestamp_is_still_b_b(revo: Revo) -> None:
+    signed = pades.sign_pdf(revo.world.files["unsigned"].read_bytes(),
+                            revo.signing("lt", tsa_url=None), OFFICE, "en")
+    assert (signed.level, signed.revocation, signed.warning) == ("B-B", "embedded", None)
+    result = verify_pdf(revo.world.write("bb-crl.pdf", signed.data), [revo.world.ca.cert])
+    assert result.ok and result.signatures[0].level == "B-B", result.as_json("en")
+
+
+def test_a_certificate_naming_no_revocation_source_fetches_nothing(revo: Revo) -> None:
+    fetched = revo.crls.total_requests()
+    signed = pades.sign_pdf(revo.world.files["unsigned"].read_bytes(), revo.world.signing(),
+                            OFFICE, "vi")
+    assert (signed.level, signed.revocation, signed.warning) == ("B-T", "not_named", None)
+    assert revo.crls.total_requests() == fetched
+
+
+def drill_json(tmp_path: Path) -> tuple[Path, Any]:
+    """A drill report's signed JSON (printed unsigned), and the state it is in."""
+    from secops.keys.store import ensure_ed25519
+    from secops.layout import StateDir
+    from secops.reports import drill_report
+
+    state = StateDir(tmp_path / "state")
+    ensure_ed25519(state.ed25519_key, state.ed25519_pub)
+    report = {"ok": True, "snapshot_id": "a1b2c3d4" * 8, "target": "local",
+              "files_checked": 12, "bytes": 5000, "mismatched": [], "missing": [],
+              "problems": [], "rto_s": 4.5, "rpo_s": 2.5, "time": "2026-03-15T03:00:00Z",
+              "snapshot_time": "2026-03-15T02:59:57Z", "office": "tan-ky",
+              "office_name": OFFICE, "manifest_signed_by": "3f9a0c1b2d4e5f60", "warnings": []}
+    files = drill_report.write_report(state, report, "vi", "20260315T030000Z", signing=None)
+    return Path(files["json"]), state
+
+
+def config_with(tmp_path: Path, sg: Signing, language: str = "vi") -> Path:
+    config = tmp_path / "secops.toml"
+    chain = ", ".join(f'"{c}"' for c in sg.chain)
+    config.write_text(
+        f'[office]\nname = "{OFFICE}"\ncode = "tan-ky"\nlanguage = "{language}"\n'
+        '[paths]\nstate_dir = "state"\nwatch = ["data"]\n[backup]\n[[backup.targets]]\n'
+        'name = "local"\nrepository = "repo"\n[signing]\n'
+        f'pkcs11_module = "{sg.pkcs11_module}"\ntoken_label = "{sg.token_label}"\n'
+        f'key_label = "{sg.key_label}"\npin_file = "{sg.pin_file}"\n'
+        f'certificate = "{sg.certificate}"\nchain = [{chain}]\n'
+        f'revocation_timeout_seconds = {sg.revocation_timeout_seconds}\n'
+        + (f'tsa_url = "{sg.tsa_url}"\n' if sg.tsa_url else ""), encoding="utf-8")
+    return config
+
+
+def test_a_revoked_certificate_signs_nothing_and_its_untouched_twin_signs(
+        revo: Revo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    json_path, state = drill_json(tmp_path)
+    before = sorted(p.name for p in state.reports.iterdir())
+    config = config_with(tmp_path, revo.signing("revoked"))
+    code, out, err = cli("--config", str(config), "report", "drill", str(json_path),
+                         "--json", capsys=capsys)
+    assert code == 3 and out == "", err
+    assert f"the signing certificate (serial {revo.serials['revoked']}) was revoked" in err
+    assert f"at {revo.revoked_at}" in err and "nothing was signed" in err, err
+    assert sorted(p.name for p in state.reports.iterdir()) == before   # nothing written
+    # the twin: the same CA, the same CRL, a certificate it does not list
+    config = config_with(tmp_path, revo.signing("lt"))
+    code, out, err = cli("--config", str(config), "report", "drill", str(json_path),
+                         "--json", capsys=capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["pades"]["level"] == "B-LT" and doc["pades"]["revocation"] == "embedded"
+    assert "warning" not in doc["pades"] and "warning" not in err
+    result = verify_pdf(Path(doc["pdf"]), [revo.world.ca.cert])
+    assert result.ok and result.signatures[0].level == "B-LT", result.as_json("en")
+
+
+def test_a_certificate_under_a_revoked_ca_signs_nothing(revo: Revo) -> None:
+    sg = revo.signing("under_revoked_ca", chain=[str(revo.world.files["bad_sub"]),
+                                                 str(revo.world.files["root"])])
+    with pytest.raises(SigningError) as e:
+        pades.sign_pdf(revo.world.files["unsigned"].read_bytes(), sg, OFFICE, "vi")
+    message = str(e.value)
+    assert e.value.exit_code == 3
+    assert f"(serial {revo.serials['bad_sub']}) in the signing certificate's chain was " \
+           f"revoked by its CA at {revo.revoked_at}" in message, message
+
+
+@pytest.mark.parametrize("cert", ["crl_down", "crl_garbage", "crl_hang"])
+def test_revocation_data_that_cannot_be_had_signs_at_b_t_and_says_why(
+        revo: Revo, cert: str) -> None:
+    import time
+
+    timeout = 2.0
+    started = time.monotonic()
+    signed = pades.sign_pdf(revo.world.files["unsigned"].read_bytes(),
+                            revo.signing(cert, revocation_timeout_seconds=timeout),
+                            OFFICE, "vi")
+    assert time.monotonic() - started < 60      # the deadline holds (a hang: ~2 s)
+    assert (signed.level, signed.revocation) == ("B-T", "unavailable")
+    url = x509.load_pem_x509_certificate(revo.world.files[cert].read_bytes()).extensions \
+        .get_extension_for_class(x509.CRLDistributionPoints).value[0].full_name[0].value
+    assert signed.warning is not None
+    assert signed.warning.startswith("không nhúng được dữ liệu thu hồi chứng thư (CRL/OCSP)")
+    assert url in signed.warning and "PAdES B-T (có dấu thời gian)" in signed.warning
+    assert "root.crl" not in signed.warning    # the CA's own check went well: not named
+    if cert == "crl_hang":
+        assert f"{url} không trả lời trong {timeout:g} giây" in signed.warning, signed.warning
+    else:
+        assert f"không nhận được dữ liệu thu hồi hợp lệ từ {url}" in signed.warning
+    assert "PAdES B-T (có dấu thời gian)" in box_text(signed.data)
+    result = verify_pdf(revo.world.write(f"{cert}.pdf", signed.data), [revo.world.ca.cert])
+    assert result.ok and result.signatures[0].level == "B-T", result.as_json("en")
+
+
+def test_the_cli_says_why_a_report_is_not_b_lt(revo: Revo, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    json_path, _ = drill_json(tmp_path)
+    config = config_with(tmp_path, revo.signing("crl_down", tsa_url=None), language="en")
+    code, out, err = cli("--config", str(config), "report", "drill", str(json_path),
+                         "--lang", "en", capsys=capsys)
+    assert code == 0, err
+    assert "secops: warning: PAdES: no revocation data (CRL/OCSP) could be embedded" in err
+    assert "the report is signed at PAdES B-B (no timestamp), without revocation data" in err
+    assert "PAdES      B-B" in out
+    code, out, err = cli("--config", str(config), "report", "drill", str(json_path),
+                         "--lang", "vi", "--json", capsys=capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["pades"]["revocation"] == "unavailable"
+    assert doc["pades"]["warning"].startswith("không nhúng được dữ liệu thu hồi")
+    assert "secops: warning: PAdES: không nhúng được" in err
+
+
+def test_a_b_lt_file_with_one_byte_changed_fails(revo: Revo,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    data = bytearray(revo.signed_lt.data)
+    at = data.index(b"/Creator")              # inside the first signed range
+    data[at + 12] ^= 0x01
+    path = revo.world.write("blt-byte.pdf", bytes(data))
+    code, out, _ = cli("report", "verify", str(path), "--trust",
+                       str(revo.world.files["root"]), "--json", capsys=capsys)
+    assert code == 1 and checks(json.loads(out))["intact"] == (False, "intact_no"), out
+    assert "Digest Mismatch" in pdfsig(revo.world, path)
+
+
+def test_damaged_revocation_data_never_makes_a_b_lt(revo: Revo,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import DocumentSecurityStore
+
+    data = revo.signed_lt.data
+    dss = DocumentSecurityStore.read_dss(PdfFileReader(BytesIO(data)))
+    for ref in dss.crls:                       # a byte of each CRL's signature
+        raw = ref.get_object().data
+        at = data.index(raw) + len(raw) - 20
+        damaged = bytearray(data)
+        damaged[at] ^= 0x01
+        path = revo.world.write("blt-crl-byte.pdf", bytes(damaged))
+        code, out, _ = cli("report", "verify", str(path), "--trust",
+                           str(revo.world.files["root"]), "--json", capsys=capsys)
+        [sig] = json.loads(out)["signatures"]
+        # validation data, not what was signed: not used, and the file is no B-LT
+        assert code == 0 and sig["level"] == "B-T", out
+        assert checks(json.loads(out))["intact"] == (True, "intact_yes")
+
+
+def test_a_dss_that_does_not_decode_is_no_b_lt_and_no_crash(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    w = IncrementalPdfFileWriter(BytesIO(world.signed_bt))
+    junk = generic.StreamObject({generic.NameObject("/Filter"):
+                                 generic.NameObject("/FlateDecode")},
+                                stream_data=b"\x78\x9c not deflate at all")
+    w.root[generic.NameObject("/DSS")] = w.add_object(generic.DictionaryObject({
+        generic.NameObject("/CRLs"): generic.ArrayObject([w.add_object(junk)])}))
+    w.update_root()
+    out = BytesIO()
+    w.write(out)
+    path = world.write("junk-dss.pdf", out.getvalue())
+    code, out_json, _ = cli("report", "verify", str(path), "--trust",
+                            str(world.files["root"]), "--json", capsys=capsys)
+    doc = json.loads(out_json)
+    assert checks(doc)["intact"] == (True, "intact_yes"), out_json
+    assert doc["signatures"][0]["level"] == "B-T", out_json
+    assert code == 0 and doc["ok"], out_json   # validation data only: no content changed
+
+
+def test_a_revoked_signer_with_its_crl_embedded_fails_offline(
+        revo: Revo, capsys: pytest.CaptureFixture[str]) -> None:
+    import urllib.request
+
+    from asn1crypto import crl as asn1_crl
+    from pyhanko.sign.validation import DocumentSecurityStore
+
+    # secops refuses to sign with it; another program might not: sign without checks, then
+    # embed the CA's CRL that lists it (revoked half an hour before signing)
+    with open_key(revo.signing("revoked")) as key:
+        data = pades.sign_bytes(
+            revo.world.files["unsigned"].read_bytes(), key.signer, "test", pades.DEFAULT_BOX,
+            HttpTimeStamper(revo.world.tsa.url, 10), reason="test", name="test")
+    with urllib.request.urlopen(revo.crls.url("sub"), timeout=30) as resp:  # noqa: S310
+        listed = asn1_crl.CertificateList.load(resp.read())
+    out = BytesIO(data)
+    DocumentSecurityStore.add_dss(out, sig_contents=None, crls=[listed], force_write=True)
+    path = revo.world.write("revoked-signer.pdf", out.getvalue())
+    code, out_json, _ = cli("report", "verify", str(path), "--trust",
+                            str(revo.world.files["root"]), "--json", capsys=capsys)
+    doc = json.loads(out_json)
+    assert code == 1 and checks(doc)["chain"] == (False, "chain_revoked"), out_json
+    assert doc["signatures"][0]["level"] != "B-LT"
+    # without the CRL (offline, nothing fetched) nothing shows it: the plain file passes
+    plain = revo.world.write("revoked-signer-plain.pdf", data)
+    assert verify_pdf(plain, [revo.world.ca.cert]).ok
+
+
 # -- bad input to verify: exit 2, a clear message ----------------------------------------------
 
 def test_bad_input_is_exit_2_without_a_traceback(world: World, tmp_path: Path,

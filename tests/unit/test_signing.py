@@ -4,6 +4,7 @@ Vietnamese, and the verification result's JSON and words."""
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -55,6 +56,13 @@ def test_a_token_section_loads_with_paths_resolved(tmp_path: Path) -> None:
     assert sg.pkcs11_module == "/usr/lib/x86_64-linux-gnu/libvnpt-ca.so"
 
 
+def test_the_revocation_deadline_defaults_to_ten_seconds(tmp_path: Path) -> None:
+    sg = load(tmp_path, TOKEN).signing  # type: ignore[attr-defined]
+    assert sg.revocation_timeout_seconds == 10.0
+    sg = load(tmp_path, TOKEN + "revocation_timeout_seconds = 2.5\n").signing  # type: ignore[attr-defined]
+    assert sg.revocation_timeout_seconds == 2.5
+
+
 def test_no_section_means_no_signing(tmp_path: Path) -> None:
     assert load(tmp_path, "").signing is None  # type: ignore[attr-defined]
 
@@ -75,6 +83,9 @@ def test_a_pkcs12_section_loads(tmp_path: Path) -> None:
     (TOKEN.replace("http://tsa.ca.gov.vn", "tsa.ca.gov.vn"), "signing.tsa_url: must be"),
     (TOKEN.replace('pin_file = "token.pin"', 'pin_credential = "../etc/shadow"'),
      "signing.pin_credential"),
+    (TOKEN + "revocation_timeout_seconds = 0\n", "signing.revocation_timeout_seconds"),
+    (TOKEN + "revocation_timeout_seconds = 301\n", "signing.revocation_timeout_seconds"),
+    (TOKEN + 'revocation_timeout_seconds = "10"\n', "signing.revocation_timeout_seconds"),
 ])
 def test_a_bad_section_names_its_key(tmp_path: Path, section: str, message: str) -> None:
     text = error_of(tmp_path, section)
@@ -116,6 +127,54 @@ def test_the_checks_before_signing() -> None:
     [usage] = policy.problems_before_signing(
         cert(not_before=NOW - day, not_after=NOW + day, usage="encrypt"), NOW)
     assert "neither digitalSignature nor nonRepudiation" in usage
+
+
+def test_the_revocation_sources_a_certificate_names() -> None:
+    from cryptography.x509.oid import AuthorityInformationAccessOID as Aia
+
+    day = timedelta(days=1)
+    plain = cert(not_before=NOW - day, not_after=NOW + day)
+    assert policy.revocation_urls(plain) == []
+    key = ec.generate_private_key(ec.SECP256R1())
+    uri = x509.UniformResourceIdentifier
+    named = (x509.CertificateBuilder().subject_name(plain.subject).issuer_name(plain.issuer)
+             .public_key(key.public_key()).serial_number(7)
+             .not_valid_before(NOW - day).not_valid_after(NOW + day)
+             .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                 full_name=[uri("http://crl.ca.gov.vn/ca.crl")], relative_name=None,
+                 reasons=None, crl_issuer=None)]), critical=False)
+             .add_extension(x509.AuthorityInformationAccess([
+                 x509.AccessDescription(Aia.CA_ISSUERS, uri("http://ca.gov.vn/ca.cer")),
+                 x509.AccessDescription(Aia.OCSP, uri("http://ocsp.ca.gov.vn"))]),
+                 critical=False)
+             .sign(key, hashes.SHA256()))
+    assert policy.revocation_urls(named) == ["http://crl.ca.gov.vn/ca.crl",
+                                             "http://ocsp.ca.gov.vn"]
+
+
+def test_b_lt_needs_a_timestamp() -> None:
+    assert policy.level_of(True, True) == "B-LT"
+    assert policy.level_of(True, False) == "B-T"
+    assert policy.level_of(False, True) == "B-B"
+
+
+def test_why_there_is_no_revocation_data_in_both_languages() -> None:
+    from secops.signing.revocation import Revocation
+
+    assert Revocation().status == "not_named" and Revocation().warning("vi", "B-T") is None
+    down = Revocation(("http://crl.ca.gov.vn/ca.crl",), problem=(
+        "revinfo_why_timeout", {"urls": "http://crl.ca.gov.vn/ca.crl", "seconds": "10"}))
+    assert down.status == "unavailable" and not down.embeddable
+    assert down.warning("vi", "B-T") == (
+        "không nhúng được dữ liệu thu hồi chứng thư (CRL/OCSP) vào chữ ký: "
+        "http://crl.ca.gov.vn/ca.crl không trả lời trong 10 giây; báo cáo vẫn được ký, ở "
+        "mức PAdES B-T (có dấu thời gian), không kèm dữ liệu thu hồi (không phải B-LT)")
+    assert down.warning("en", "B-B") == (
+        "no revocation data (CRL/OCSP) could be embedded in the signature: "
+        "http://crl.ca.gov.vn/ca.crl did not answer within 10 s; the report is signed at "
+        "PAdES B-B (no timestamp), without revocation data (not B-LT)")
+    warning = down.warning("vi", "B-T") or ""
+    assert warning == unicodedata.normalize("NFC", warning)   # precomposed Vietnamese
 
 
 def test_the_box_is_vietnamese_with_precomposed_letters() -> None:
