@@ -33,21 +33,28 @@ def incident_cmd(app: AppContext, incident_id: str, lang: str | None,
                  encrypt_to: tuple[str, ...], as_json: bool) -> int:
     """Write the incident's evidence bundle (.tar.gz) and its detached GPG signature (.asc),
     signed by the office key, under state_dir/reports/."""
+    from secops.cli.render import warn
     from secops.reports.bundle import make_bundle
+    from secops.signing.outcome import pades_line, pades_warning
 
     cfg = app.config()
     language = lang or cfg.office.language
-    bundle, sig = make_bundle(cfg, incident_id, language, list(encrypt_to))
+    bundle, sig, pades = make_bundle(cfg, incident_id, language, list(encrypt_to))
+    if (pw := pades_warning(pades)) is not None:
+        warn(pw)  # the PDF inside went without revocation data: why
     with bundle.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     app.audit("report.incident", {"incident": incident_id, "bundle": str(bundle),
                                   "sha256": digest, "signature": str(sig), "lang": language,
                                   "encrypted_to": list(encrypt_to)})
     if as_json:
-        emit_json({"bundle": str(bundle), "signature": str(sig)})
+        emit_json({"bundle": str(bundle), "signature": str(sig),
+                   **({"pades": pades} if pades else {})})
     else:
         click.echo(f"Bundle:    {bundle}\nSignature: {sig}\nSHA-256:   {digest}\n"
                    f"Check it with: secops bundle verify {bundle} --office-key office-gpg.asc")
+        if pades:
+            click.echo(pades_line(pades, "report.pdf (inside the bundle)").strip())
     return 0
 
 

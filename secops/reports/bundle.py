@@ -50,8 +50,10 @@ SUMS = "SHA256SUMS"
 
 
 def make_bundle(cfg: Config, incident_id: str, lang: str, encrypt_to: list[str]
-                ) -> tuple[Path, Path]:
-    """Write ``state_dir/reports/<id>-<time>.tar.gz[.gpg]`` and its ``.asc`` signature."""
+                ) -> tuple[Path, Path, dict[str, Any] | None]:
+    """Write ``state_dir/reports/<id>-<time>.tar.gz[.gpg]`` and its ``.asc`` signature;
+    the third value says how the PDF inside is PAdES-signed (``pades_summary``), None when
+    ``[signing]`` is not set."""
     from secops.keys.escrow import resolve_recipients
     from secops.playbooks.incidents import IncidentStore
 
@@ -66,8 +68,8 @@ def make_bundle(cfg: Config, incident_id: str, lang: str, encrypt_to: list[str]
         name = _free_name(state.reports, f"{incident_id}-{stamp}.tar.gz"
                           + (".gpg" if recipients else ""))
         with tempfile.TemporaryDirectory(dir=state.reports, prefix=".staging-") as tmp:
-            plain = _stage_and_pack(cfg, store, inc, lang, Path(tmp), signer=signer,
-                                    name=name, recipients=recipients)
+            plain, pades = _stage_and_pack(cfg, store, inc, lang, Path(tmp), signer=signer,
+                                           name=name, recipients=recipients)
             data = plain.read_bytes()
     finally:
         store.close()
@@ -84,7 +86,7 @@ def make_bundle(cfg: Config, incident_id: str, lang: str, encrypt_to: list[str]
     except BaseException:
         sig.unlink(missing_ok=True)
         raise
-    return bundle, sig
+    return bundle, sig, pades
 
 
 def office_signer(state: StateDir) -> tuple[Gpg, str]:
@@ -112,12 +114,13 @@ def _free_name(folder: Path, name: str) -> str:
 
 
 def _stage_and_pack(cfg: Config, store: IncidentStore, inc: Incident, lang: str, tmp: Path,
-                    *, signer: str, name: str, recipients: list[str]) -> Path:
+                    *, signer: str, name: str, recipients: list[str]
+                    ) -> tuple[Path, dict[str, Any] | None]:
     from secops.audit.log import audit_root_path
     from secops.playbooks.summary import summary
     from secops.reports import incident_report as ir
     from secops.reports.incident_render import pdf_meta
-    from secops.reports.pdf import render_report_pdf
+    from secops.reports.pdf import pades_summary, render_report_pdf
 
     state = StateDir(Path(cfg.paths.state_dir))
     timeline = store.timeline(inc.id)
@@ -148,7 +151,8 @@ def _stage_and_pack(cfg: Config, store: IncidentStore, inc: Incident, lang: str,
     html = ir.render_html(doc, lang)
     # PAdES-signed by the office's certificate when [signing] is set (inside the GPG-signed
     # bundle too: the police can check the PDF on its own)
-    pdf, _ = render_report_pdf(html, pdf_meta(doc, lang), cfg.signing, cfg.office.name, lang)
+    pdf, signed = render_report_pdf(html, pdf_meta(doc, lang), cfg.signing, cfg.office.name,
+                                    lang)
     staged = {
         "report.html": html.encode("utf-8"), "report.md": ir.render_md(doc, lang).encode(),
         "report.pdf": pdf, "report.json": _json(doc),
@@ -169,7 +173,7 @@ def _stage_and_pack(cfg: Config, store: IncidentStore, inc: Incident, lang: str,
     out = tmp / "bundle.tar.gz"
     with out.open("wb") as f:
         pack(inc.id, members, int(inc.opened), f)
-    return out
+    return out, pades_summary(signed) if signed else None
 
 
 def _json(doc: Any) -> bytes:

@@ -793,31 +793,42 @@ def test_the_weekly_report_pdf_is_signed(world: World, tmp_path: Path) -> None:
 
 @pytest.mark.requires_restic
 @pytest.mark.requires_gpg
-def test_the_pdf_inside_the_incident_bundle_is_the_signed_one(world: World,
-                                                              tmp_path: Path) -> None:
+@pytest.mark.parametrize(("cert", "level", "revocation"), [
+    ("good", "B-T", "not_named"), ("lt", "B-LT", "embedded"), ("crl_down", "B-T", "unavailable")])
+def test_the_pdf_inside_the_incident_bundle_is_the_signed_one(
+        revo: Revo, tmp_path: Path, cert: str, level: str, revocation: str) -> None:
+    """The bundle command says how the PDF inside is signed, and why not B-LT when the
+    revocation data could not be had (as the report commands do)."""
     import os
     import tarfile
 
     from integration.office import office_with_incident
 
+    world = revo.world
+    chain = [world.files["root"]] if cert == "good" else [world.files["sub"],
+                                                          world.files["root"]]
     office, incident = office_with_incident(tmp_path / "office")
     try:
         with office.config.open("a", encoding="utf-8") as f:
             f.write(f'\n[signing]\npkcs11_module = "{world.module}"\n'
                     f'token_label = "{pki.TOKEN}"\nkey_label = "{pki.KEY}"\n'
                     f'pin_file = "{world.files["pin"]}"\n'
-                    f'certificate = "{world.files["good"]}"\n'
-                    f'chain = ["{world.files["root"]}"]\ntsa_url = "{world.tsa.url}"\n')
+                    f'certificate = "{world.files[cert]}"\n'
+                    f'chain = [{", ".join(f"{str(c)!r}" for c in chain)}]\n'
+                    f'tsa_url = "{world.tsa.url}"\n')
         done = office.run("report", "incident", incident, "--json",
                           env={"SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"]})
         assert done.code == 0, done.err
+        said = done.json()["pades"]
+        assert (said["level"], said["revocation"]) == (level, revocation), said
+        assert ("secops: warning: PAdES: " in done.err) == (revocation == "unavailable")
         with tarfile.open(done.json()["bundle"]) as tar:
             [member] = [m for m in tar.getmembers() if m.name.endswith("/report.pdf")]
             extracted = tar.extractfile(member)
             assert extracted is not None
-            pdf = world.write("bundle-report.pdf", extracted.read())
+            pdf = world.write(f"bundle-report-{cert}.pdf", extracted.read())
         result = verify_pdf(pdf, [world.ca.cert])
-        assert result.ok and result.signatures[0].level == "B-T", result.as_json("en")
+        assert result.ok and result.signatures[0].level == level, result.as_json("en")
         assert "Signature is Valid" in pdfsig(world, pdf)
     finally:
         subprocess.run(["gpgconf", "--homedir", str(office.state / "gnupg"), "--kill", "all"],
