@@ -951,6 +951,47 @@ def machine() -> dict[str, Any]:
             "loadavg_at_start": os.getloadavg(), "kernel": platform.release()}
 
 
+def plot_rpo(results: dict[str, Any], path: Path) -> bool:
+    """RPO (median, p95) and its parts over tree size, from every ``rpo``/``rpo-N`` result
+    in ``results``; False without matplotlib or with fewer than two sizes."""
+    runs = sorted((r for k, r in results.items() if k == "rpo" or k.startswith("rpo-")),
+                  key=lambda r: r["tree"]["files"])
+    if len(runs) < 2:
+        return False
+    if str(PROJECT) not in sys.path:
+        sys.path.append(str(PROJECT))
+    from bench.tree import pyplot
+
+    plt = pyplot()
+    if plt is None:
+        return False
+    files = [r["tree"]["files"] for r in runs]
+
+    def restic_median(r: dict[str, Any]) -> float:
+        runs_s = [v for k, v in r["breakdown_median_s"].items()
+                  if k[:1].isdigit() and k.endswith(":backup")]
+        return statistics.median(runs_s) if runs_s else math.nan
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(files, [r["rpo_s"]["median"] for r in runs], "o-", label="RPO, median")
+    ax.plot(files, [r["rpo_s"]["p95"] for r in runs], "s-", label="RPO, p95")
+    ax.plot(files, [r["breakdown_median_s"].get("write_to_first_restic_start", math.nan)
+                    for r in runs], "^--",
+            label="write -> restic starts (debounce 2 s, manifest)")
+    ax.plot(files, [restic_median(r) for r in runs], "v--",
+            label="one restic backup (both targets side by side)")
+    ax.axhline(RPO_BAR_P95_S, color="tab:red", linestyle=":", label="bar: p95 6 s")
+    ax.set(xscale="log", xlabel="files in the watched tree", ylabel="seconds",
+           title="RPO of a one-file change over tree size (2 targets)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -960,6 +1001,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", choices=["rpo", "storm", "idle"])
     ap.add_argument("--workdir", type=Path, default=PROJECT / "bench" / ".work-daemon")
     ap.add_argument("--samples", type=int, default=40)
+    ap.add_argument("--plot", type=Path, metavar="PNG",
+                    help="draw the RPO over tree size from WORKDIR/results.json and exit")
     ap.add_argument("--rpo-files", type=int, default=5000,
                     help="the RPO tree's size (results key rpo, or rpo-N when not 5000)")
     ap.add_argument("--pause", type=float, default=1.0)
@@ -985,6 +1028,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(ValueError):
             results = json.loads(out_path.read_text())
     results["machine"] = machine()
+
+    if args.plot is not None:
+        return 0 if plot_rpo(results, args.plot) else 1
 
     def save() -> None:
         out_path.write_text(json.dumps(results, indent=2) + "\n")

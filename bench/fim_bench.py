@@ -531,14 +531,9 @@ def over_sizes(results: Sequence[dict[str, Any]]) -> str:
 
 def plot(results: Sequence[dict[str, Any]], path: Path) -> bool:
     """Ratios (left) and wall times (right) over tree size; False without matplotlib."""
-    try:
-        import matplotlib
-    except ImportError:
-        log("no matplotlib (pip install -e '.[bench]'): no plot")
+    plt = bench_tree.pyplot()
+    if plt is None:
         return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     files = [r["tree"]["files"] for r in results]
     w = results[0]["aide_workers"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -30,6 +30,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 GENERATOR_VERSION = 1  # part of the manifest key: bump it when the output changes
 SEED = 2026  # the standard bench tree
@@ -235,3 +236,17 @@ def read_tree(root: Path) -> int:
                 while chunk := f.read(1 << 20):
                     total += len(chunk)
     return total
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing to files (Agg), or None without matplotlib (the
+    ``bench`` extra)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("no matplotlib (pip install -e '.[bench]'): no plot", flush=True)
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -47,9 +47,10 @@ class ChildJobFailed(OperationalError):
     """The child ended without an answer (killed, out of memory, a crash)."""
 
 
-def run(kind: str, *args: Any, on_progress: Callable[[], None] | None = None) -> Any:
-    """Run job ``kind`` (see :data:`JOBS`) with ``args`` in a child; its result, or its
-    exception raised here."""
+def spawn(kind: str, *args: Any) -> tuple[subprocess.Popen[bytes], Connection]:
+    """Start job ``kind`` with ``args`` in a child: the child and the daemon's end of the
+    connection. :func:`run` waits for its answer; a job that streams (``watch``) is read by
+    its owner."""
     ours, theirs = socket.socketpair()
     try:
         proc = subprocess.Popen(
@@ -59,10 +60,23 @@ def run(kind: str, *args: Any, on_progress: Callable[[], None] | None = None) ->
         theirs.close()
     conn = Connection(os.dup(ours.fileno()))
     ours.close()
+    try:
+        conn.send((kind, args, os.getpid()))
+    except OSError:
+        conn.close()
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, conn
+
+
+def run(kind: str, *args: Any, on_progress: Callable[[], None] | None = None) -> Any:
+    """Run job ``kind`` (see :data:`JOBS`) with ``args`` in a child; its result, or its
+    exception raised here."""
+    proc, conn = spawn(kind, *args)
     answered = False
     with process.tracked(proc):
         try:
-            conn.send((kind, args, os.getpid()))
             while True:
                 try:
                     message = conn.recv()
@@ -71,7 +85,7 @@ def run(kind: str, *args: Any, on_progress: Callable[[], None] | None = None) ->
                     raise ChildJobFailed(
                         f"the {kind} job's process ended without an answer (exit {code})"
                     ) from None
-                if message[0] == "progress":
+                if message[0] in ("progress", "message"):
                     if on_progress is not None:
                         on_progress()
                 elif message[0] == "done":
@@ -125,6 +139,41 @@ def _fim_scan(_progress: Callable[[], None], db_path: str, roots: list[str],
         baseline.close()
 
 
+def _watch(progress: Reporter, roots: list[str], excludes: list[str], force_polling: bool,
+           batch_s: float) -> None:
+    """The watchdog observers (:class:`secops.watch.observer.Watcher`) in this process:
+    ``("started", warnings, modes, degraded)`` once they watch, then ``("changes", [...])``
+    at most every ``batch_s`` while changes come, until SIGTERM/SIGINT or the daemon is
+    gone. Each inotify event of a clerk's save is taken by watchdog's threads here, not in
+    the daemon, whose open gate answers that same save's opens."""
+    import queue
+
+    from secops.watch.observer import Change, Watcher
+
+    changes: queue.SimpleQueue[Change] = queue.SimpleQueue()
+    watcher = Watcher(roots, excludes, changes, force_polling)
+    warnings = watcher.start()
+    try:
+        progress.send(("started", warnings, watcher.modes, watcher.degraded))
+        while not _STOPPING.is_set():
+            try:
+                first = changes.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            batch = [first]
+            until = time.monotonic() + batch_s
+            while len(batch) < BATCH_MAX and (left := until - time.monotonic()) > 0:
+                try:
+                    batch.append(changes.get(timeout=left))
+                except queue.Empty:
+                    break
+            progress.send(("changes", [(c.path, c.kind, c.dest) for c in batch]))
+    except OSError:
+        return  # the daemon closed its end
+    finally:
+        watcher.stop()
+
+
 def _pause(progress: Callable[[], None], seconds: float) -> int:
     """The machinery end to end, for its tests: a program run as restic is (its own session,
     interrupted by SIGINT); its exit code."""
@@ -135,7 +184,27 @@ def _pause(progress: Callable[[], None], seconds: float) -> int:
 
 JOBS: dict[str, Callable[..., Any]] = {
     "backup": _backup, "changed_paths": _changed_paths, "fim_scan": _fim_scan,
-    "pause": _pause}
+    "watch": _watch, "pause": _pause}
+BATCH_MAX = 2000
+_STOPPING = threading.Event()  # SIGTERM/SIGINT in the child: a streaming job ends
+
+
+class Reporter:
+    """What a job is given: call it for progress (at most every PROGRESS_EVERY_S);
+    ``send`` a message to its owner (a streaming job)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            self.conn.send(("progress",))
+
+    def send(self, payload: Any) -> None:
+        self.conn.send(("message", payload))
 
 
 def _child(fd: int) -> int:
@@ -146,22 +215,15 @@ def _child(fd: int) -> int:
     if os.getppid() != daemon:  # the daemon went before the line above took effect
         return 1
     def interrupt(_signum: int, _frame: object) -> None:
+        _STOPPING.set()
         # from another thread: the handler runs in the main thread, which may be holding
         # the lock of the running-children set at that very moment
         threading.Thread(target=process.interrupt_all, name="secops-interrupt").start()
 
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
-    last = [0.0]
-
-    def progress() -> None:
-        now = time.monotonic()
-        if now - last[0] >= PROGRESS_EVERY_S:
-            last[0] = now
-            conn.send(("progress",))
-
     try:
-        result = JOBS[kind](progress, *args)
+        result = JOBS[kind](Reporter(conn), *args)
     except Exception as e:  # the daemon decides, as with a job in its own threads
         try:
             pickle.loads(pickle.dumps(e))  # noqa: S301 - our own object, checked it travels

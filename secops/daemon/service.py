@@ -37,7 +37,8 @@ from secops.errors import ConfigError, OperationalError, SecopsError
 from secops.layout import StateDir
 from secops.pathtext import dumps as pathtext_dumps
 from secops.watch.debounce import Debouncer
-from secops.watch.observer import Change, Watcher, inotify_headroom
+from secops.watch.observer import Change, inotify_headroom
+from secops.watch.remote import ChildWatcher
 
 if TYPE_CHECKING:
     from secops.fim.monitor import Monitor
@@ -89,7 +90,7 @@ class Service:
         self.told_directly: dict[str, float] = {}  # kind -> monotonic time of the message
         self.debouncer = Debouncer(self.cfg.backup.debounce_seconds,
                                    self.cfg.backup.max_delay_seconds)
-        self.watcher: Watcher | None = None
+        self.watcher: ChildWatcher | None = None
         self.scheduler: Any = None
         self.missing_roots: set[str] = set()
         self.monitor: Monitor | None = None
@@ -538,8 +539,8 @@ class Service:
             self.log("WARNING", f"{folders} folders to watch but fs.inotify.max_user_watches is "
                      f"{limit}: raise it with 'sysctl -w fs.inotify.max_user_watches={want}' "
                      "(and in /etc/sysctl.d/) or changes may be missed until a rescan")
-        self.watcher = Watcher(self.cfg.paths.watch, self.cfg.paths.exclude, self.events,
-                               self.force_polling)
+        self.watcher = ChildWatcher(self.cfg.paths.watch, self.cfg.paths.exclude, self.events,
+                                    self.force_polling, log=self.log)
         for w in self.watcher.start():
             self.log("WARNING", w)
         for root, problem in self.watcher.degraded.items():  # polled: say what to raise

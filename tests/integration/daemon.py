@@ -94,8 +94,42 @@ class Daemon:
                     return True
         return False
 
+    def watcher_pid(self) -> int | None:
+        """The daemon's watcher process (``secops.watch.remote``): its child holding an
+        inotify instance (or, polling, its one long-lived job process)."""
+        assert self.proc is not None
+        kids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != self.proc.pid:
+                    continue
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+            if b"secops.childjob" in cmdline:
+                kids.append(int(stat.parent.name))
+        with_inotify = [k for k in kids if inotify_watches(k) > 0]
+        return with_inotify[0] if with_inotify else (kids[0] if len(kids) == 1 else None)
+
     def count(self, text: str) -> int:
         return self.log().count(text)
+
+
+def inotify_watches(pid: int) -> int:
+    """How many inotify watches the process ``pid`` holds (``/proc/PID/fdinfo``)."""
+    n = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
+                continue
+            n += Path(f"/proc/{pid}/fdinfo/{fd}").read_text().count("inotify wd:")
+        except OSError:
+            continue
+    return n
 
 
 def snapshot_count(office: Office, target: str) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from integration.daemon import Daemon, wait_for
+from integration.daemon import Daemon, inotify_watches, wait_for
 from integration.office import Office, target_toml
 from integration.test_daemon import FAST, TAIL, settled
 
@@ -43,19 +43,6 @@ for i in range(3000):
 """
 
 
-def inotify_watches(pid: int) -> int:
-    """How many inotify watches the process ``pid`` holds (``/proc/PID/fdinfo``)."""
-    n = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
-                continue
-            n += Path(f"/proc/{pid}/fdinfo/{fd}").read_text().count("inotify wd:")
-        except OSError:
-            continue
-    return n
-
-
 @pytest.fixture
 def office(tmp_path: Path) -> Office:
     o = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))], backup_extra=FAST,
@@ -72,11 +59,10 @@ def files_in_latest_manifest(office: Office) -> set[str]:
 
 
 def test_queue_overflow_triggers_an_immediate_rescan(tmp_path: Path) -> None:
-    """The daemon is stopped (SIGSTOP) while 3000 files appear in a watched folder, so its
-    16-event queue overflows for certain: a writer racing a running reader overflowed it
-    only when the reader fell behind, which on an idle machine it did not. The open gate is
-    off here (a stopped daemon would hold every open up to its bound): this is about the
-    watcher."""
+    """The daemon's watcher process is stopped (SIGSTOP) while 3000 files appear in a
+    watched folder, so its 16-event queue overflows for certain: a writer racing a running
+    reader overflowed it only when the reader fell behind, which on an idle machine it did
+    not. The open gate is off here: this is about the watcher."""
     office = Office(tmp_path, [target_toml("local", str(tmp_path / "repo"))], backup_extra=FAST,
                     tail=TAIL + "\n[integrity]\nfanotify = false\n").write()
     assert office.run("init").code == 0
@@ -85,22 +71,22 @@ def test_queue_overflow_triggers_an_immediate_rescan(tmp_path: Path) -> None:
         # watchdog opens its inotify instance in its own thread, maybe after "daemon
         # ready": the limit stays low until the instance (with its watches) exists
         assert d.proc is not None
-        wait_for(lambda: inotify_watches(d.proc.pid) > 0 if d.proc else False, 60,
-                 "the daemon's inotify instance")
+        wait_for(lambda: bool(d.watcher_pid()), 60, "the watcher's inotify instance")
     try:
         wait_for(lambda: settled(d, office), 60, "the first backup")
-        watches = inotify_watches(d.proc.pid)
+        watcher = d.watcher_pid()
+        assert watcher is not None
+        watches = inotify_watches(watcher)
         burst = office.data / "burst"
         burst.mkdir()
         # the new folder watched first: what is written before its watch exists reaches
         # the daemon as no event at all (see the note on issue 15), not as an overflow
-        wait_for(lambda: inotify_watches(d.proc.pid) > watches if d.proc else False, 60,
-                 "the watch on the new folder")
-        d.signal(signal.SIGSTOP)
+        wait_for(lambda: inotify_watches(watcher) > watches, 60, "the watch on the new folder")
+        os.kill(watcher, signal.SIGSTOP)
         try:
             subprocess.run([sys.executable, "-c", BURST, str(burst)], check=True, timeout=300)
         finally:
-            d.signal(signal.SIGCONT)
+            os.kill(watcher, signal.SIGCONT)
         wait_for(lambda: "rescan (overflow" in d.log(), 180, "the overflow rescan")
         wait_for(lambda: settled(d, office) and len(
             [p for p in files_in_latest_manifest(office) if "/burst/" in p]) == 3000, 180,
@@ -131,5 +117,32 @@ def test_polling_mode_on_request(office: Office) -> None:
         late.write_text("Biên bản bổ sung\n", encoding="utf-8")
         wait_for(lambda: str(late) in files_in_latest_manifest(office) and settled(d, office),
                  60, "the change backed up")
+    finally:
+        d.stop()
+
+
+def test_a_killed_watcher_process_is_started_again_and_nothing_is_missed(
+        office: Office) -> None:
+    """The watcher runs in a process of its own: killed (-9, the OOM killer), it is started
+    again, and a rescan finds what changed while nobody watched. Its twin: a change after
+    the restart, seen by the new watcher."""
+    d = Daemon(office).start()
+    try:
+        wait_for(lambda: settled(d, office) and d.watcher_pid() is not None, 60,
+                 "the first backup")
+        first = d.watcher_pid()
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)  # nothing it could still read reaches the daemon
+        gap = office.data / "danh-sach-cu-tri" / "trong-luc-khong-ai-theo-doi.csv"
+        gap.write_text("STT,Họ và tên\n1,Phan Thị Hoa\n", encoding="utf-8")
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: d.watcher_pid() not in (None, first), 60, "a new watcher")
+        assert "the watcher's process ended" in d.log()
+        wait_for(lambda: str(gap) in files_in_latest_manifest(office) and settled(d, office),
+                 90, "the change made while nobody watched backed up")
+        after = office.data / "danh-sach-cu-tri" / "sau-khi-khoi-dong-lai.csv"
+        after.write_text("STT,Họ và tên\n1,Lý Văn Sơn\n", encoding="utf-8")
+        wait_for(lambda: str(after) in files_in_latest_manifest(office) and settled(d, office),
+                 90, "a change after the restart backed up")
     finally:
         d.stop()
