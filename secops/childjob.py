@@ -143,9 +143,10 @@ def _watch(progress: Reporter, roots: list[str], excludes: list[str], force_poll
            batch_s: float) -> None:
     """The watchdog observers (:class:`secops.watch.observer.Watcher`) in this process:
     ``("started", warnings, modes, degraded)`` once they watch, then ``("changes", [...])``
-    at most every ``batch_s`` while changes come, until SIGTERM/SIGINT or the daemon is
-    gone. Each inotify event of a clerk's save is taken by watchdog's threads here, not in
-    the daemon, whose open gate answers that same save's opens."""
+    at most every ``batch_s`` while changes come and ``("alive",)`` every ``WATCH_BEAT_S``
+    while none do, until SIGTERM/SIGINT or the daemon is gone. Each inotify event of a
+    clerk's save is taken by watchdog's threads here, not in the daemon, whose open gate
+    answers that same save's opens."""
     import queue
 
     from secops.watch.observer import Change, Watcher
@@ -155,7 +156,11 @@ def _watch(progress: Reporter, roots: list[str], excludes: list[str], force_poll
     warnings = watcher.start()
     try:
         progress.send(("started", warnings, watcher.modes, watcher.degraded))
+        beat = time.monotonic()
         while not _STOPPING.is_set():
+            if time.monotonic() - beat >= WATCH_BEAT_S:  # alive, when nothing else says so
+                beat = time.monotonic()
+                progress.send(("alive",))
             try:
                 first = changes.get(timeout=0.5)
             except queue.Empty:
@@ -168,6 +173,7 @@ def _watch(progress: Reporter, roots: list[str], excludes: list[str], force_poll
                 except queue.Empty:
                     break
             progress.send(("changes", [(c.path, c.kind, c.dest) for c in batch]))
+            beat = time.monotonic()
     except OSError:
         return  # the daemon closed its end
     finally:
@@ -186,6 +192,7 @@ JOBS: dict[str, Callable[..., Any]] = {
     "backup": _backup, "changed_paths": _changed_paths, "fim_scan": _fim_scan,
     "watch": _watch, "pause": _pause}
 BATCH_MAX = 2000
+WATCH_BEAT_S = 2.0  # the watcher says it is alive at least this often (remote.SILENT_S)
 _STOPPING = threading.Event()  # SIGTERM/SIGINT in the child: a streaming job ends
 
 

@@ -9,7 +9,9 @@ them on the loop's queue. What the daemon's loop, the monitor and the tests see 
 the same :class:`Change` values on the same queue.
 
 A child that ends while it should watch (killed, a crash) is started again at once and a
-rescan of every root is queued: what changed in between is found by the rescan, never lost.
+rescan is queued: what changed in between is found by the rescan, never lost. So is a child
+silent for ``SILENT_S`` (it says it is alive every ``childjob.WATCH_BEAT_S``): one stopped
+(SIGSTOP) or hung would otherwise leave the daemon healthy to look at and blind.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from secops.watch.observer import Change
 BATCH_S = 0.02
 START_TIMEOUT_S = 300.0  # watchdog adds a watch per folder: a large tree takes a while
 RESTART_PAUSE_S = 1.0
+SILENT_S = 20.0  # ten missed beats: stopped or hung
 
 
 class ChildWatcher:
@@ -103,25 +106,35 @@ class ChildWatcher:
             if conn is None:
                 return
             try:
+                if not conn.poll(SILENT_S):
+                    if self._stopping.is_set():
+                        return
+                    self._restart(f"silent for {SILENT_S:.0f} s (stopped or hung)")
+                    continue
                 message: Any = conn.recv()
             except (EOFError, OSError):
                 if self._stopping.is_set():
                     return
-                self._restart()
+                self._restart("ended")
                 continue
             if message[0] == "message" and message[1][0] == "changes":
                 for path, kind, dest in message[1][1]:
                     self.out.put(Change(path, kind, dest))
 
-    def _restart(self) -> None:
-        """The child ended while it should watch: again, and a rescan covers the gap."""
+    def _restart(self, why: str) -> None:
+        """The child ended (or went silent) while it should watch: a new one, and a rescan
+        covers the gap."""
         with self._lock:
             proc, conn = self._proc, self._conn
-        code = proc.wait() if proc is not None else None
+        code = None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()  # a stopped process dies of SIGKILL too
+            code = proc.wait()
         if conn is not None:
             conn.close()
         self.restarts += 1
-        self.log("ERROR", f"the watcher's process ended (exit {code}); starting it again "
+        self.log("ERROR", f"the watcher's process {why} (exit {code}); starting it again "
                  "and rescanning: nothing that changed meanwhile is missed")
         while not self._stopping.is_set():
             try:
