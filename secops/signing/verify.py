@@ -307,11 +307,51 @@ def _unchanged(sig: Any, status: Any, data: bytes) -> Check:
     level = status.modification_level
     if status.coverage == SignatureCoverageLevel.ENTIRE_REVISION and \
             level in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES):
+        rewritten = metadata_changed(sig.reader, sig.signed_revision)
+        if rewritten:  # the validator lets the document information change: we do not
+            return Check("unchanged", False, "unchanged_metadata",
+                         {"n": str(after), "fields": ", ".join(rewritten)})
         return Check("unchanged", True, "unchanged_harmless")
     diff = status.diff_result
     what = (str(diff) if isinstance(diff, SuspiciousModification) and str(diff)
             else f"modification level {getattr(level, 'name', 'unknown')}")
     return Check("unchanged", False, "unchanged_no", {"n": str(after), "what": what})
+
+
+META_FIELDS = ("/Title", "/Author", "/Subject", "/Keywords", "/Creator", "/CreationDate")
+
+
+def metadata_changed(reader: Any, signed_revision: int) -> list[str]:
+    """The document information entries (title, author, ...) and the XMP metadata stream
+    that differ between the signed revision and the file as it is: what a reader shows in
+    its window title and its document properties. The time of the last change and the
+    producing library are left out (an update adding validation data may set them). Each
+    value is read as of its revision (an indirect object resolved there)."""
+    from pyhanko.pdf_utils import generic
+
+    def at(resolver: Any, value: Any) -> Any:
+        while isinstance(value, generic.IndirectObject):
+            value = resolver.get_object(value.reference)
+        return value
+
+    def entries(resolver: Any) -> dict[str, Any]:
+        info = at(resolver, resolver.trailer_view.raw_get("/Info")) \
+            if "/Info" in resolver.trailer_view else None
+        if not isinstance(info, generic.DictionaryObject):
+            info = generic.DictionaryObject()
+        found: dict[str, Any] = {k: at(resolver, info.raw_get(k)) for k in META_FIELDS
+                                 if k in info}
+        root = at(resolver, resolver.trailer_view.raw_get("/Root"))
+        if isinstance(root, generic.DictionaryObject) and "/Metadata" in root:
+            xmp = at(resolver, root.raw_get("/Metadata"))
+            found["XMP metadata"] = bytes(xmp.data) if isinstance(
+                xmp, generic.StreamObject) else repr(xmp)
+        return found
+
+    then = entries(reader.get_historical_resolver(signed_revision))
+    now = entries(reader.get_historical_resolver(reader.xrefs.total_revisions - 1))
+    return [k.lstrip("/") for k in (*META_FIELDS, "XMP metadata")
+            if then.get(k) != now.get(k)]
 
 
 def unread_tail(data: bytes, signed_end: int, later: int) -> int:

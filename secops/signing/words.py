@@ -34,6 +34,9 @@ _VI: dict[str, str] = {
                           "thu hồi), không đổi nội dung",
     "unchanged_no": "tệp đã bị bổ sung nội dung sau khi ký ({n} lần cập nhật thêm sau chữ "
                     "ký; {what})",
+    "unchanged_metadata": "thông tin tài liệu đã bị ghi lại sau khi ký ({n} lần cập nhật thêm "
+                          "sau chữ ký; đã đổi: {fields}): trình đọc PDF hiển thị thông tin này "
+                          "ở tiêu đề cửa sổ và thuộc tính tài liệu",
     "unchanged_hidden": "tệp có {n} byte sau phần đã ký không thuộc lần cập nhật hợp lệ nào: "
                         "một số phần mềm đọc PDF vẫn hiển thị chúng (cập nhật bị giấu)",
     "chain_yes": "chuỗi tới gốc tin cậy {root}",
@@ -92,6 +95,9 @@ _EN: dict[str, str] = {
                           "signing; the content is unchanged",
     "unchanged_no": "content was added to the file after signing ({n} update(s) after the "
                     "signature; {what})",
+    "unchanged_metadata": "the document information was rewritten after signing ({n} "
+                          "update(s) after the signature; changed: {fields}): PDF readers "
+                          "show it in the window title and the document properties",
     "unchanged_hidden": "the file has {n} bytes after the signed part that belong to no proper "
                         "update: some PDF readers still show them (a hidden update)",
     "chain_yes": "chains to the trusted root {root}",

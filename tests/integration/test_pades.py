@@ -251,6 +251,46 @@ def test_a_page_appended_by_an_incremental_update_is_reported(
     assert "Signature is Valid" in report and "Total document signed" not in report, report
 
 
+@pytest.mark.parametrize("field", ["/Title", "/Author", "XMP"])
+def test_the_document_s_metadata_changed_after_signing_is_reported(
+        world: World, field: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the document information (title, author) or an XMP metadata stream rewritten
+    by an incremental update: nothing a page shows, but what a reader's window title and
+    document properties show. The validator lets it pass; ``unchanged`` does not. (The
+    untouched twin, and a B-LT file's validation data added after signing: passing above.)"""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    w = IncrementalPdfFileWriter(BytesIO(world.signed_bt))
+    if field == "XMP":
+        xmp = w.add_object(generic.StreamObject(
+            {generic.NameObject("/Type"): generic.NameObject("/Metadata"),
+             generic.NameObject("/Subtype"): generic.NameObject("/XML")},
+            stream_data="<x:xmpmeta xmlns:x='adobe:ns:meta/'>Biên bản đã sửa</x:xmpmeta>"
+            .encode()))
+        w.root[generic.NameObject("/Metadata")] = xmp
+        w.update_root()
+    else:
+        info = w.trailer["/Info"]
+        info[generic.NameObject(field)] = generic.TextStringObject("Biên bản đã sửa")
+        w.update_container(info)
+    out_pdf = BytesIO()
+    w.write(out_pdf)
+    path = world.write(f"metadata-{field.lstrip('/')}.pdf", out_pdf.getvalue())
+    code, out, _ = cli("report", "verify", str(path), "--trust", str(world.files["root"]),
+                       "--json", "--lang", "en", capsys=capsys)
+    doc = json.loads(out)
+    assert code == 1 and checks(doc)["unchanged"] == (False, "unchanged_metadata"), out
+    detail = next(c["detail"] for c in doc["signatures"][0]["checks"]
+                  if c["name"] == "unchanged")
+    assert "document information was rewritten" in detail
+    assert field.lstrip("/") in detail.replace("XMP metadata", "XMP"), detail
+    assert checks(doc)["intact"] == (True, "intact_yes")
+    code, out, _ = cli("report", "verify", str(path), "--trust", str(world.files["root"]),
+                       capsys=capsys)  # Vietnamese by default
+    assert code == 1 and "thông tin tài liệu đã bị ghi lại sau khi ký" in out, out
+
+
 def test_a_certificate_expired_at_signing_time_fails(world: World,
                                                      capsys: pytest.CaptureFixture[str]
                                                      ) -> None:
