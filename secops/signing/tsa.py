@@ -3,13 +3,18 @@
 
 A service that does not answer, or answers with anything but a granted token, is a
 ``SigningError`` (exit 3): a report the office asked to be timestamped is never quietly
-signed without one.
+signed without one. ``signing.tsa_timeout_seconds`` bounds the whole exchange, not each
+read: a service that sends its answer a byte at a time, each just inside a read's timeout,
+would otherwise hold the report for as long as it liked. The exchange runs in a daemon
+thread; past the deadline it is abandoned (its socket times out or its server ends it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import http.client
+import queue
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
@@ -30,7 +35,7 @@ class HttpTimeStamper(TimeStamper):
     async def async_request_tsa_response(self, req: Any) -> Any:
         from asn1crypto import tsp
 
-        body = await asyncio.to_thread(self._post, req.dump())
+        body = await asyncio.to_thread(self._within_deadline, req.dump())
         try:
             resp = tsp.TimeStampResp.load(body)
             _ = resp.native   # parsed now: asn1crypto parses lazily, later errors would escape
@@ -38,6 +43,28 @@ class HttpTimeStamper(TimeStamper):
         except (ValueError, TypeError, KeyError):
             raise SigningError(f"the time-stamping service {self.url} did not answer with an "
                                "RFC 3161 response") from None
+
+    def _within_deadline(self, data: bytes) -> bytes:
+        answer: queue.SimpleQueue[tuple[bytes | None, BaseException | None]] = \
+            queue.SimpleQueue()
+
+        def exchange() -> None:
+            try:
+                answer.put((self._post(data), None))
+            except BaseException as e:  # handed to the caller as it is
+                answer.put((None, e))
+
+        threading.Thread(target=exchange, name="secops-tsa", daemon=True).start()
+        try:
+            body, error = answer.get(timeout=self.timeout)
+        except queue.Empty:
+            raise SigningError(f"the time-stamping service {self.url} did not answer within "
+                               f"{self.timeout:g} s; the report was not signed",
+                               hint="check signing.tsa_url and the network, or raise "
+                                    "signing.tsa_timeout_seconds") from None
+        if error is not None:
+            raise error
+        return body or b""
 
     def _post(self, data: bytes) -> bytes:
         request = urllib.request.Request(  # noqa: S310 - the URL's scheme is checked: http(s)

@@ -271,5 +271,42 @@ class CrlServer:
         self.thread.join(timeout=10)
 
 
+class DripServer:
+    """An HTTP service on a loopback port that answers 200 and then its body a byte every
+    ``every`` seconds, for ever: each read gets data within any sane timeout, the whole
+    answer never comes (a time-stamping service that holds a report hostage)."""
+
+    def __init__(self, every: float = 0.3) -> None:
+        stop = self.stopping = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                while not stop.wait(every):
+                    try:
+                        self.wfile.write(b"0")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tsa"
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
@@ -397,6 +398,23 @@ def test_an_unreachable_tsa_signs_nothing(world: World) -> None:
         pades.sign_pdf(world.files["unsigned"].read_bytes(),
                        world.signing(tsa_url=f"http://127.0.0.1:{free_port()}/tsa"),
                        OFFICE, "vi")
+
+
+def test_a_tsa_that_answers_a_byte_at_a_time_is_given_up_at_its_deadline(
+        world: World) -> None:
+    """Each read gets a byte well within the timeout, the answer never ends: the timeout
+    bounds the whole exchange (2 s here), and nothing is signed."""
+    drip = pki.DripServer(every=0.3)
+    try:
+        start = time.monotonic()
+        with pytest.raises(SigningError, match="did not answer within 2 s"):
+            pades.sign_pdf(world.files["unsigned"].read_bytes(),
+                           world.signing(tsa_url=drip.url, tsa_timeout_seconds=2.0),
+                           OFFICE, "vi")
+        # generous for a loaded machine; without the deadline it would hold for ever
+        assert time.monotonic() - start < 60
+    finally:
+        drip.stop()
 
 
 def test_a_pkcs12_file_for_an_office_without_a_token(world: World, tmp_path: Path) -> None:
