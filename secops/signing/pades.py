@@ -130,10 +130,31 @@ def sign_pdf(pdf: bytes, sg: Signing, office: str, lang: str, *, box: Box | None
         label = policy.box_text(office, signer, when.astimezone(), level, lang)
         data = sign_bytes(pdf, key.signer, label, box or DEFAULT_BOX, timestamper,
                           reason=text(lang, "reason"), name=signer.name)
+    self_check(data, key.certificate)
     if rev.embeddable:
         data = revocation.embed(data, rev)
     return Signed(data=data, level=level, signer=signer, time=when, revocation=rev.status,
                   warning=rev.warning(lang, level))
+
+
+def self_check(data: bytes, cert: x509.Certificate) -> None:
+    """The signature just made verifies against ``cert``; else ``SigningError`` and nothing
+    is written. A key on the token that is not the configured certificate's (a token
+    replaced or renewed, ``signing.certificate`` not) made a report no one could verify."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation.generic_cms import validate_sig_integrity
+
+    sig = PdfFileReader(BytesIO(data), strict=False).embedded_signatures[-1]
+    intact, valid = validate_sig_integrity(
+        sig.signer_info, to_asn1(cert), expected_content_type="data",
+        actual_digest=sig.compute_digest())
+    if not (intact and valid):
+        raise SigningError(
+            f"the signature made with the signing key does not verify with the certificate "
+            f"(serial {policy.serial_hex(cert)}): the key is not that certificate's; nothing "
+            "was signed",
+            hint="signing.certificate must be the certificate of the key signing.key_label "
+                 "names (export it from the token: docs/signing.md)")
 
 
 def check_before_signing(key: Key, roots: list[x509.Certificate], when: datetime) -> None:

@@ -417,6 +417,29 @@ def test_a_tsa_that_answers_a_byte_at_a_time_is_given_up_at_its_deadline(
         drip.stop()
 
 
+def test_a_certificate_that_is_not_the_token_key_s_signs_nothing(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """signing.certificate still names the old certificate after the token was renewed: a
+    valid certificate, from the office's CA, for another key. Its twin, the token's own
+    certificate, signs (every test above)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = pki.utcnow()
+    stale = pki.write_pem(tmp_path / "old-token.pem", world.ca.issue(
+        other.public_key(), pki.name("Nguyễn Văn Thắng"), not_before=now - pki.DAY,
+        not_after=now + 365 * pki.DAY))
+    config = config_with(tmp_path, world.signing(certificate=str(stale)))
+    json_path, state = drill_json(tmp_path)
+    before = sorted(p.name for p in state.reports.iterdir())
+    code, _, err = cli("--config", str(config), "report", "drill", str(json_path),
+                       capsys=capsys)
+    assert code == 3, err
+    assert "does not verify with the certificate" in err and "nothing was signed" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in state.reports.iterdir()) == before  # nothing written
+
+
 def test_a_pkcs12_file_for_an_office_without_a_token(world: World, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
