@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 SOFTHSM_MODULES = ("/usr/lib/softhsm/libsofthsm2.so",
                    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
@@ -53,8 +53,10 @@ class Ca:
 
     def issue(self, public: PublicKey, subject: x509.Name, *, not_before: datetime,
               not_after: datetime, signing: bool = True, tsa: bool = False,
-              ca: bool = False, crl_url: str | None = None) -> x509.Certificate:
-        """A certificate for ``public``; with ``crl_url``, a CRL distribution point there."""
+              ca: bool = False, crl_url: str | None = None, ocsp_url: str | None = None
+              ) -> x509.Certificate:
+        """A certificate for ``public``; with ``crl_url``, a CRL distribution point there;
+        with ``ocsp_url``, an OCSP responder (authority information access)."""
         b = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.cert.subject)
              .public_key(public).serial_number(x509.random_serial_number())
              .not_valid_before(not_before).not_valid_after(not_after)
@@ -74,7 +76,36 @@ class Ca:
             b = b.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
                 full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None,
                 reasons=None, crl_issuer=None)]), critical=False)
+        if ocsp_url:
+            b = b.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]),
+                critical=False)
         return b.sign(self.key, hashes.SHA256())
+
+    def ocsp(self, request: bytes, revoked: list[tuple[int, datetime]], now: datetime
+             ) -> bytes:
+        """The CA's own OCSP answer (DER) to ``request``: good, or revoked when its serial
+        is in ``revoked``; the request's nonce echoed."""
+        from cryptography.x509 import ocsp
+
+        req = ocsp.load_der_ocsp_request(request)
+        when = dict(revoked).get(req.serial_number)
+        # the builder takes the certificate asked about, which a request names only by its
+        # serial and issuer: a stand-in with that serial from this CA answers for it
+        stand_in = (x509.CertificateBuilder().subject_name(self.cert.subject)
+                    .issuer_name(self.cert.subject).public_key(self.key.public_key())
+                    .serial_number(req.serial_number).not_valid_before(now - DAY)
+                    .not_valid_after(now + DAY).sign(self.key, hashes.SHA256()))
+        b = ocsp.OCSPResponseBuilder().add_response(
+            cert=stand_in, issuer=self.cert, algorithm=req.hash_algorithm,
+            cert_status=ocsp.OCSPCertStatus.REVOKED if when else ocsp.OCSPCertStatus.GOOD,
+            this_update=now - 5 * MINUTE, next_update=now + DAY, revocation_time=when,
+            revocation_reason=x509.ReasonFlags.key_compromise if when else None,
+        ).responder_id(ocsp.OCSPResponderEncoding.HASH, self.cert)
+        for ext in req.extensions:
+            if isinstance(ext.value, x509.OCSPNonce):
+                b = b.add_extension(ext.value, critical=False)
+        return b.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def crl(self, revoked: list[tuple[int, datetime]], now: datetime) -> bytes:
         """The CA's CRL (DER) listing ``revoked`` (serial, when), valid for a week."""
@@ -200,7 +231,8 @@ class Tsa:
 
 class CrlServer:
     """The CAs' CRLs over HTTP on 127.0.0.1 (started once, stopped by ``stop``): ``/NAME.crl``
-    is the CRL of the CA published under NAME, built and signed for each request. A name
+    is the CRL of the CA published under NAME, built and signed for each request, and
+    ``POST /NAME.ocsp`` its OCSP responder. A name
     can instead answer with something that is no CRL (``garbage``) or not at all until
     ``stop`` (``hang``: a responder that accepts the connection and never answers)."""
 
@@ -214,6 +246,22 @@ class CrlServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # OCSP: /NAME.ocsp
+                name = self.path.lstrip("/").removesuffix(".ocsp")
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    outer.requests[name] = outer.requests.get(name, 0) + 1
+                    ca, revoked = outer.cas.get(name), list(outer.revoked.get(name, []))
+                if ca is None:
+                    self.send_error(404)
+                    return
+                answer = ca.ocsp(body, revoked, utcnow())
+                self.send_response(200)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
             def do_GET(self) -> None:
                 name = self.path.lstrip("/").removesuffix(".crl")
                 with lock:
@@ -252,6 +300,10 @@ class CrlServer:
 
     def url(self, name: str) -> str:
         return f"{self.base}/{name}.crl"
+
+    def ocsp_url(self, name: str) -> str:
+        """The OCSP responder of the CA published under ``name`` (the CA signs its answers)."""
+        return f"{self.base}/{name}.ocsp"
 
     def break_(self, name: str, how: str) -> str:
         """``name`` answers badly (``garbage`` or ``hang``); its URL."""

@@ -515,13 +515,20 @@ def revo(world: World) -> Iterator[Revo]:
             return issuer.issue(world.public, subject, not_before=now - pki.DAY,
                                 not_after=now + 365 * pki.DAY, crl_url=url)
 
+        def ocsp_leaf(issuer: pki.Ca, url: str) -> x509.Certificate:
+            return issuer.issue(world.public, subject, not_before=now - pki.DAY,
+                                not_after=now + 365 * pki.DAY, ocsp_url=url)
+
         certs = {"lt": leaf(sub, sub_url), "revoked": leaf(sub, sub_url),
+                 "ocsp": ocsp_leaf(sub, crls.ocsp_url("sub")),
+                 "ocsp_revoked": ocsp_leaf(sub, crls.ocsp_url("sub")),
                  "under_revoked_ca": leaf(bad_sub, bad_url),
                  "crl_down": leaf(sub, f"http://127.0.0.1:{free_port()}/sub.crl"),
                  "crl_garbage": leaf(sub, crls.break_("garbage", "garbage")),
                  "crl_hang": leaf(sub, crls.break_("hang", "hang"))}
         revoked_at = now - 30 * pki.MINUTE
         crls.revoke("sub", certs["revoked"], revoked_at)
+        crls.revoke("sub", certs["ocsp_revoked"], revoked_at)
         crls.revoke("root", bad_sub.cert, revoked_at)
         for k, c in certs.items():
             world.files[k] = pki.write_pem(world.root / f"{k}.pem", c)
@@ -567,6 +574,28 @@ def test_a_b_lt_report_passes_pyhanko_and_pdfsig_offline(
     assert code == 0 and "PAdES B-LT (timestamped, revocation data embedded)" in out
     report = pdfsig(revo.world, path)
     assert "Signature is Valid" in report and "Certificate is Trusted" in report, report
+
+
+def test_a_certificate_with_an_ocsp_responder_makes_a_b_lt_and_a_revoked_one_nothing(
+        revo: Revo, capsys: pytest.CaptureFixture[str]) -> None:
+    """The signer's certificate names an OCSP responder (no CRL), its CA a CRL: both kinds
+    of data embedded, verified offline by pyHanko and pdfsig. Its twin: the same responder
+    says the other certificate is revoked, and nothing is signed."""
+    signed = pades.sign_pdf(revo.world.files["unsigned"].read_bytes(),
+                            revo.signing("ocsp"), OFFICE, "vi")
+    assert (signed.level, signed.revocation) == ("B-LT", "embedded")
+    crls, ocsps = dss_contents(signed.data)
+    assert ocsps >= 1 and crls >= 1, (crls, ocsps)
+    path = revo.world.write("blt-ocsp.pdf", signed.data)
+    fetched = revo.crls.total_requests()
+    code, out, _ = cli("report", "verify", str(path), "--trust",
+                       str(revo.world.files["root"]), "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["signatures"][0]["level"] == "B-LT", out
+    assert revo.crls.total_requests() == fetched  # offline
+    assert "Signature is Valid" in pdfsig(revo.world, path)
+    with pytest.raises(SigningError, match=f"serial {revo.serials['ocsp_revoked']}.*revoked"):
+        pades.sign_pdf(revo.world.files["unsigned"].read_bytes(),
+                       revo.signing("ocsp_revoked"), OFFICE, "vi")
 
 
 def test_revocation_data_without_a_timestamp_is_still_b_b(revo: Revo) -> None:
