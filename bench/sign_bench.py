@@ -10,6 +10,8 @@ Vietnamese PDF made by WeasyPrint, as the weekly report is), which opens the tok
 * B-B: no TSA;
 * B-T: an RFC 3161 TSA on 127.0.0.1 (pyHanko's test stamper behind ``http.server``: the
   network round trip to the government's TSA is not in this figure);
+* B-LT: B-T with a certificate naming a CRL distribution point served on 127.0.0.1 (the
+  CA's CRL, fetched, checked and embedded each time);
 * anchor: rendering the same report's HTML to PDF (``render_pdf``), which every report
   pays anyway; the ratios are signing time over rendering time.
 
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
@@ -46,6 +49,12 @@ def report_html(pages: int) -> str:
     return ("<html lang='vi'><head><title>Báo cáo tuần</title></head><body>"
             "<h1>Báo cáo tuần 2026-W11: UBND xã Tân Kỳ</h1><table>" + rows +
             "</table></body></html>")
+
+
+def _level(signed: Any, want: str) -> Any:
+    if signed.level != want:
+        raise SystemExit(f"signed at {signed.level}, not {want}: {signed.warning}")
+    return signed
 
 
 def timed(fn: Callable[[], object], rounds: int) -> list[float]:
@@ -76,6 +85,10 @@ def main() -> int:
         cert = ca.issue(public, pki.name("Nguyễn Văn Thắng"), not_before=now - pki.DAY,
                         not_after=now + 30 * pki.DAY)
         pki.write_pem(root / "cert.pem", cert)
+        crls = pki.CrlServer()
+        pki.write_pem(root / "cert-crl.pem", ca.issue(
+            public, pki.name("Nguyễn Văn Thắng"), not_before=now - pki.DAY,
+            not_after=now + 30 * pki.DAY, crl_url=crls.publish("root", ca)))
         pki.write_pem(root / "root.pem", ca.cert)
         pin = root / "pin"
         pin.write_text(pki.USER_PIN)
@@ -87,6 +100,8 @@ def main() -> int:
                          chain=[str(root / "root.pem")], signer_title="Chủ tịch")
             bt = Signing(**{**{f: getattr(bb, f) for f in bb.__struct_fields__},
                             "tsa_url": tsa.url})
+            blt = Signing(**{**{f: getattr(bt, f) for f in bt.__struct_fields__},
+                             "certificate": str(root / "cert-crl.pem")})
             html = report_html(args.pages)
             pdf = render_pdf(html)
             t = time.perf_counter()
@@ -96,9 +111,12 @@ def main() -> int:
             results = {"B-B": timed(lambda: sign_pdf(pdf, bb, "UBND xã Tân Kỳ", "vi"),
                                     args.rounds),
                        "B-T": timed(lambda: sign_pdf(pdf, bt, "UBND xã Tân Kỳ", "vi"),
-                                    args.rounds)}
+                                    args.rounds),
+                       "B-LT": timed(lambda: _level(sign_pdf(pdf, blt, "UBND xã Tân Kỳ", "vi"),
+                                                    "B-LT"), args.rounds)}
         finally:
             tsa.stop()
+            crls.stop()
     from pyhanko.pdf_utils.reader import PdfFileReader
 
     pages = int(PdfFileReader(BytesIO(pdf)).root["/Pages"]["/Count"])
