@@ -130,11 +130,20 @@ def sign_pdf(pdf: bytes, sg: Signing, office: str, lang: str, *, box: Box | None
         label = policy.box_text(office, signer, when.astimezone(), level, lang)
         data = sign_bytes(pdf, key.signer, label, box or DEFAULT_BOX, timestamper,
                           reason=text(lang, "reason"), name=signer.name)
+        warning = rev.warning(lang, level)
+        tsa_urls = revocation.tsa_sources(data) if level == "B-LT" else []
+        if tsa_urls:  # the TSA's own revocation data is not embedded: signed again, B-T
+            level = "B-T"
+            label = policy.box_text(office, signer, when.astimezone(), level, lang)
+            data = sign_bytes(pdf, key.signer, label, box or DEFAULT_BOX, timestamper,
+                              reason=text(lang, "reason"), name=signer.name)
+            warning = text(lang, "revinfo_tsa", urls=", ".join(tsa_urls),
+                           level=text(lang, "level_B-T"))
     self_check(data, key.certificate)
     if rev.embeddable:
         data = revocation.embed(data, rev)
     return Signed(data=data, level=level, signer=signer, time=when, revocation=rev.status,
-                  warning=rev.warning(lang, level))
+                  warning=warning)
 
 
 def self_check(data: bytes, cert: x509.Certificate) -> None:

@@ -202,3 +202,25 @@ def embed(pdf: bytes, rev: Revocation) -> bytes:
         raise SigningError(f"the revocation data could not be added to the signed PDF: "
                            f"{e}; nothing was written") from None
     return out.getvalue()
+
+
+def tsa_sources(pdf: bytes) -> list[str]:
+    """The CRL/OCSP sources the certificates of the last signature's timestamp token name
+    (the TSA's and its CAs' below a root): their data is not fetched (yet), so a signature
+    whose TSA names any is not called B-LT."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    from secops.signing.keys import from_asn1
+
+    sig = PdfFileReader(BytesIO(pdf), strict=False).embedded_signatures[-1]
+    attrs = sig.signer_info["unsigned_attrs"]
+    certs: list[x509.Certificate] = []
+    for attr in attrs if attrs.native is not None else ():
+        if attr["type"].native != "signature_time_stamp_token":
+            continue
+        for token in attr["values"]:
+            for choice in token["content"]["certificates"] or ():
+                cert = from_asn1(choice.chosen)
+                if cert.issuer != cert.subject:
+                    certs.append(cert)
+    return _urls(certs)

@@ -230,13 +230,19 @@ def _long_term(sig: Any, roots: list[x509.Certificate], when: datetime, dss: Any
                status: Any) -> bool:
     """The embedded data answers for every certificate on the signer's path (validated in
     ``status``) that names a revocation source, and one does: validation at ``when`` that
-    requires it ("hard-fail") with only that data holds."""
+    requires it ("hard-fail") with only that data holds. A timestamp whose TSA certificates
+    name revocation sources makes no B-LT here (that data is not judged, as secops does not
+    embed it when it signs)."""
     path = getattr(status, "validation_path", None)
     if dss is None or path is None or not status.trusted or status.revoked:
         return False
     if not any(policy.revocation_urls(from_asn1(c))
                for c in path.iter_certs(include_root=False)):
         return False
+    tsa_path = getattr(getattr(status, "timestamp_validity", None), "validation_path", None)
+    if tsa_path is not None and any(policy.revocation_urls(from_asn1(c))
+                                    for c in tsa_path.iter_certs(include_root=False)):
+        return False  # the TSA's revocation data: not judged here, so no B-LT claimed
     strict = _validate_with(sig, roots, when, dss, "hard-fail")
     return bool(strict is not None and strict.trusted and not strict.revoked)
 

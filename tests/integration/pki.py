@@ -178,7 +178,7 @@ def init_token(folder: Path, module: str) -> PublicKey:
 class Tsa:
     """An RFC 3161 service on 127.0.0.1 (started once, stopped by ``stop``)."""
 
-    def __init__(self, ca: Ca, now: datetime) -> None:
+    def __init__(self, ca: Ca, now: datetime, crl_url: str | None = None) -> None:
         from asn1crypto import keys as asn1_keys
         from asn1crypto import tsp
         from asn1crypto import x509 as asn1_x509
@@ -187,7 +187,8 @@ class Tsa:
 
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.cert = ca.issue(key.public_key(), name("TSA thử nghiệm"), not_before=now - DAY,
-                             not_after=now + 365 * DAY, signing=False, tsa=True)
+                             not_after=now + 365 * DAY, signing=False, tsa=True,
+                             crl_url=crl_url)
 
         def asn1(c: x509.Certificate) -> Any:
             return asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))

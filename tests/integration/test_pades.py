@@ -598,6 +598,27 @@ def test_a_certificate_with_an_ocsp_responder_makes_a_b_lt_and_a_revoked_one_not
                        revo.signing("ocsp_revoked"), OFFICE, "vi")
 
 
+def test_a_tsa_naming_revocation_sources_makes_no_b_lt_claim(
+        revo: Revo, capsys: pytest.CaptureFixture[str]) -> None:
+    """The TSA's own certificate names a CRL, whose data secops does not fetch: the report
+    is signed at B-T (box and result alike), with the signer's revocation data, and says
+    why; verify calls it B-T too. Its twin: a TSA naming none gives B-LT (above)."""
+    tsa = pki.Tsa(revo.world.ca, pki.utcnow(), crl_url=revo.crls.url("root"))
+    try:
+        signed = pades.sign_pdf(revo.world.files["unsigned"].read_bytes(),
+                                revo.signing("lt", tsa_url=tsa.url), OFFICE, "en")
+    finally:
+        tsa.stop()
+    assert (signed.level, signed.revocation) == ("B-T", "embedded")
+    assert signed.warning is not None and "time-stamping service's certificate" in \
+        signed.warning, signed.warning
+    path = revo.world.write("tsa-with-crl.pdf", signed.data)
+    code, out, _ = cli("report", "verify", str(path), "--trust",
+                       str(revo.world.files["root"]), "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["signatures"][0]["level"] == "B-T", out
+    assert "Signature is Valid" in pdfsig(revo.world, path)
+
+
 def test_revocation_data_without_a_timestamp_is_still_b_b(revo: Revo) -> None:
     signed = pades.sign_pdf(revo.world.files["unsigned"].read_bytes(),
                             revo.signing("lt", tsa_url=None), OFFICE, "en")
