@@ -131,17 +131,19 @@ def sign_pdf(pdf: bytes, sg: Signing, office: str, lang: str, *, box: Box | None
         data = sign_bytes(pdf, key.signer, label, box or DEFAULT_BOX, timestamper,
                           reason=text(lang, "reason"), name=signer.name)
         warning = rev.warning(lang, level)
-        tsa_urls = revocation.tsa_sources(data) if level == "B-LT" else []
-        if tsa_urls:  # the TSA's own revocation data is not embedded: signed again, B-T
+        tsa_rev = revocation.fetch_tsa(data, roots, sg.revocation_timeout_seconds) \
+            if level == "B-LT" else revocation.Revocation()
+        if tsa_rev.urls and not tsa_rev.embeddable:
+            # B-LT needs the TSA's revocation data too: without it, signed again as B-T
             level = "B-T"
             label = policy.box_text(office, signer, when.astimezone(), level, lang)
             data = sign_bytes(pdf, key.signer, label, box or DEFAULT_BOX, timestamper,
                               reason=text(lang, "reason"), name=signer.name)
-            warning = text(lang, "revinfo_tsa", urls=", ".join(tsa_urls),
-                           level=text(lang, "level_B-T"))
+            warning = tsa_rev.warning(lang, level, tsa=True)
+            tsa_rev = revocation.Revocation()
     self_check(data, key.certificate)
     if rev.embeddable:
-        data = revocation.embed(data, rev)
+        data = revocation.embed(data, rev, *([tsa_rev] if tsa_rev.embeddable else []))
     return Signed(data=data, level=level, signer=signer, time=when, revocation=rev.status,
                   warning=warning)
 

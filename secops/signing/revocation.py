@@ -58,14 +58,14 @@ class Revocation:
             return "embedded"
         return "unavailable" if self.urls else "not_named"
 
-    def warning(self, lang: str, level: str) -> str | None:
-        """Why the signature goes without revocation data, in ``lang``; None when it has
-        it or no certificate names a source."""
+    def warning(self, lang: str, level: str, *, tsa: bool = False) -> str | None:
+        """Why the signature goes without revocation data (``tsa``: without the TSA's), in
+        ``lang``; None when it has it or no certificate names a source."""
         if self.problem is None or self.embeddable:
             return None
         key, values = self.problem
-        return text(lang, "revinfo_unavailable", why=text(lang, key, **values),
-                    level=text(lang, "level_" + level))
+        return text(lang, "revinfo_tsa" if tsa else "revinfo_unavailable",
+                    why=text(lang, key, **values), level=text(lang, "level_" + level))
 
 
 def fetch(cert: x509.Certificate, chain: list[x509.Certificate],
@@ -188,15 +188,18 @@ def _clean(detail: str) -> str:
     return flat[:DETAIL_CHARS] + ("…" if len(flat) > DETAIL_CHARS else "")
 
 
-def embed(pdf: bytes, rev: Revocation) -> bytes:
-    """``pdf`` (signed) with ``rev``'s data in its DSS, in an incremental update."""
+def embed(pdf: bytes, *revs: Revocation) -> bytes:
+    """``pdf`` (signed) with the data of ``revs`` (the signer's, the TSA's) in its DSS, in
+    an incremental update."""
     from pyhanko.pdf_utils.misc import PdfError
     from pyhanko.sign.validation import DocumentSecurityStore
 
     out = BytesIO(pdf)
     try:
-        DocumentSecurityStore.add_dss(out, sig_contents=None, paths=[rev.path],
-                                      crls=list(rev.crls), ocsps=list(rev.ocsps),
+        DocumentSecurityStore.add_dss(out, sig_contents=None,
+                                      paths=[r.path for r in revs if r.path is not None],
+                                      crls=[c for r in revs for c in r.crls],
+                                      ocsps=[o for r in revs for o in r.ocsps],
                                       force_write=True, strict=False)
     except (PdfError, ValueError, TypeError, KeyError) as e:
         raise SigningError(f"the revocation data could not be added to the signed PDF: "
@@ -204,10 +207,9 @@ def embed(pdf: bytes, rev: Revocation) -> bytes:
     return out.getvalue()
 
 
-def tsa_sources(pdf: bytes) -> list[str]:
-    """The CRL/OCSP sources the certificates of the last signature's timestamp token name
-    (the TSA's and its CAs' below a root): their data is not fetched (yet), so a signature
-    whose TSA names any is not called B-LT."""
+def tsa_chain(pdf: bytes) -> tuple[x509.Certificate | None, list[x509.Certificate]]:
+    """The certificate of the TSA that timestamped the last signature of ``pdf`` (extended
+    key usage timeStamping) and the other certificates its token carries."""
     from pyhanko.pdf_utils.reader import PdfFileReader
 
     from secops.signing.keys import from_asn1
@@ -216,11 +218,30 @@ def tsa_sources(pdf: bytes) -> list[str]:
     attrs = sig.signer_info["unsigned_attrs"]
     certs: list[x509.Certificate] = []
     for attr in attrs if attrs.native is not None else ():
-        if attr["type"].native != "signature_time_stamp_token":
-            continue
-        for token in attr["values"]:
-            for choice in token["content"]["certificates"] or ():
-                cert = from_asn1(choice.chosen)
-                if cert.issuer != cert.subject:
-                    certs.append(cert)
-    return _urls(certs)
+        if attr["type"].native == "signature_time_stamp_token":
+            for token in attr["values"]:
+                certs += [from_asn1(c.chosen) for c in token["content"]["certificates"] or ()]
+    tsa = next((c for c in certs if _stamps(c)), None)
+    return tsa, [c for c in certs if c is not tsa]
+
+
+def _stamps(cert: x509.Certificate) -> bool:
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return x509.oid.ExtendedKeyUsageOID.TIME_STAMPING in eku
+
+
+def fetch_tsa(pdf: bytes, roots: list[x509.Certificate], timeout: float) -> Revocation:
+    """``fetch`` for the TSA certificate of the last signature's timestamp (its CAs from the
+    token); ``Revocation()`` when there is no timestamp. A revoked TSA certificate is a
+    ``SigningError`` that names it as the TSA's."""
+    tsa, others = tsa_chain(pdf)
+    if tsa is None:
+        return Revocation()
+    try:
+        return fetch(tsa, others, roots, timeout)
+    except SigningError as e:
+        raise SigningError("the time-stamping service's certificate: " + e.message,
+                           hint=e.hint) from None

@@ -207,9 +207,12 @@ def _validate(sig: Any, roots: list[x509.Certificate], moment: datetime | None,
     extra = list(sig.other_embedded_certs)
     ku = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"},
                              match_all_key_usages=False)
+    strict = mode == "hard-fail"  # (the TSA judged with the same data, at the same time)
     return asyncio.run(async_validate_pdf_signature(
         sig, signer_validation_context=_context(roots, moment, extra, dss, mode),
-        ts_validation_context=_context(roots, None, extra), key_usage_settings=ku))
+        ts_validation_context=_context(roots, moment if strict else None, extra,
+                                       dss if strict else None, mode),
+        key_usage_settings=ku))
 
 
 def _validate_with(sig: Any, roots: list[x509.Certificate], moment: datetime, dss: Any,
@@ -230,21 +233,19 @@ def _long_term(sig: Any, roots: list[x509.Certificate], when: datetime, dss: Any
                status: Any) -> bool:
     """The embedded data answers for every certificate on the signer's path (validated in
     ``status``) that names a revocation source, and one does: validation at ``when`` that
-    requires it ("hard-fail") with only that data holds. A timestamp whose TSA certificates
-    name revocation sources makes no B-LT here (that data is not judged, as secops does not
-    embed it when it signs)."""
+    requires it ("hard-fail") with only that data holds, for the timestamp's TSA as for the
+    signer."""
     path = getattr(status, "validation_path", None)
     if dss is None or path is None or not status.trusted or status.revoked:
         return False
     if not any(policy.revocation_urls(from_asn1(c))
                for c in path.iter_certs(include_root=False)):
         return False
-    tsa_path = getattr(getattr(status, "timestamp_validity", None), "validation_path", None)
-    if tsa_path is not None and any(policy.revocation_urls(from_asn1(c))
-                                    for c in tsa_path.iter_certs(include_root=False)):
-        return False  # the TSA's revocation data: not judged here, so no B-LT claimed
     strict = _validate_with(sig, roots, when, dss, "hard-fail")
-    return bool(strict is not None and strict.trusted and not strict.revoked)
+    if strict is None or not strict.trusted or strict.revoked:
+        return False
+    tst = strict.timestamp_validity  # the TSA's certificates too (B-LT is B-T's, in full)
+    return tst is None or bool(tst.trusted and not getattr(tst, "revoked", False))
 
 
 def _at_signing_time(sig: Any, roots: list[x509.Certificate], when: datetime, dss: Any

@@ -61,9 +61,9 @@ _VI: dict[str, str] = {
     "revinfo_unavailable": "không nhúng được dữ liệu thu hồi chứng thư (CRL/OCSP) vào chữ "
                            "ký: {why}; báo cáo vẫn được ký, ở mức {level}, không kèm dữ liệu "
                            "thu hồi (không phải B-LT)",
-    "revinfo_tsa": "chứng thư của dịch vụ dấu thời gian ghi nguồn dữ liệu thu hồi ({urls}) "
-                   "mà secops chưa lấy về: báo cáo được ký ở mức {level}, có dữ liệu thu hồi "
-                   "của người ký nhưng không ghi là B-LT",
+    "revinfo_tsa": "không nhúng được dữ liệu thu hồi của chứng thư dịch vụ dấu thời gian: "
+                   "{why}; báo cáo được ký ở mức {level}, có dữ liệu thu hồi của người ký "
+                   "(không phải B-LT)",
     "revinfo_why_timeout": "{urls} không trả lời trong {seconds} giây",
     "revinfo_why_failed": "không nhận được dữ liệu thu hồi hợp lệ từ {urls} ({detail})",
 }
@@ -126,9 +126,9 @@ _EN: dict[str, str] = {
     "revinfo_unavailable": "no revocation data (CRL/OCSP) could be embedded in the "
                            "signature: {why}; the report is signed at {level}, without "
                            "revocation data (not B-LT)",
-    "revinfo_tsa": "the time-stamping service's certificate names revocation sources "
-                   "({urls}) that secops does not fetch yet: the report is signed at {level}, "
-                   "with the signer's revocation data, and not called B-LT",
+    "revinfo_tsa": "no revocation data of the time-stamping service's certificate could be "
+                   "embedded: {why}; the report is signed at {level}, with the signer's "
+                   "revocation data (not B-LT)",
     "revinfo_why_timeout": "{urls} did not answer within {seconds} s",
     "revinfo_why_failed": "no valid revocation data came from {urls} ({detail})",
 }

@@ -598,24 +598,44 @@ def test_a_certificate_with_an_ocsp_responder_makes_a_b_lt_and_a_revoked_one_not
                        revo.signing("ocsp_revoked"), OFFICE, "vi")
 
 
-def test_a_tsa_naming_revocation_sources_makes_no_b_lt_claim(
-        revo: Revo, capsys: pytest.CaptureFixture[str]) -> None:
-    """The TSA's own certificate names a CRL, whose data secops does not fetch: the report
-    is signed at B-T (box and result alike), with the signer's revocation data, and says
-    why; verify calls it B-T too. Its twin: a TSA naming none gives B-LT (above)."""
-    tsa = pki.Tsa(revo.world.ca, pki.utcnow(), crl_url=revo.crls.url("root"))
+@pytest.mark.parametrize("tsa_crl", ["published", "down"])
+def test_the_tsa_s_revocation_data_is_embedded_too_or_there_is_no_b_lt(
+        revo: Revo, tsa_crl: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The TSA's own certificate names a CRL: B-LT embeds that data as well (verify: B-LT,
+    offline); when it cannot be had, the report is signed at B-T (box and result alike),
+    with the signer's revocation data, and says why; verify calls it B-T."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from integration.servers import free_port
+
+    # the TSA's own CA, under the office's root: the root's CRL (embedded for the signer's
+    # CA) answers for it, only its own CRL for the TSA's certificate
+    now, key = pki.utcnow(), rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    tsa_ca = pki.Ca(key, revo.world.ca.issue(
+        key.public_key(), pki.name("CA dấu thời gian thử nghiệm"), not_before=now - pki.DAY,
+        not_after=now + 3650 * pki.DAY, signing=False, ca=True,
+        crl_url=revo.crls.url("root")))
+    url = revo.crls.publish(f"tsa-ca-{tsa_crl}", tsa_ca) if tsa_crl == "published" else \
+        f"http://127.0.0.1:{free_port()}/tsa-ca.crl"
+    tsa = pki.Tsa(tsa_ca, now, crl_url=url)
     try:
         signed = pades.sign_pdf(revo.world.files["unsigned"].read_bytes(),
                                 revo.signing("lt", tsa_url=tsa.url), OFFICE, "en")
     finally:
         tsa.stop()
-    assert (signed.level, signed.revocation) == ("B-T", "embedded")
-    assert signed.warning is not None and "time-stamping service's certificate" in \
-        signed.warning, signed.warning
-    path = revo.world.write("tsa-with-crl.pdf", signed.data)
+    level = "B-LT" if tsa_crl == "published" else "B-T"
+    assert (signed.level, signed.revocation) == (level, "embedded")
+    if tsa_crl == "down":
+        assert signed.warning is not None and "time-stamping service's certificate" in \
+            signed.warning, signed.warning
+    else:
+        assert signed.warning is None
+    path = revo.world.write(f"tsa-crl-{tsa_crl}.pdf", signed.data)
+    fetched = revo.crls.total_requests()
     code, out, _ = cli("report", "verify", str(path), "--trust",
                        str(revo.world.files["root"]), "--json", capsys=capsys)
-    assert code == 0 and json.loads(out)["signatures"][0]["level"] == "B-T", out
+    assert code == 0 and json.loads(out)["signatures"][0]["level"] == level, out
+    assert revo.crls.total_requests() == fetched  # offline
     assert "Signature is Valid" in pdfsig(revo.world, path)
 
 
