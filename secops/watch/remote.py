@@ -20,6 +20,7 @@ import contextlib
 import queue
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,6 +31,8 @@ BATCH_S = 0.02
 START_TIMEOUT_S = 300.0  # watchdog adds a watch per folder: a large tree takes a while
 RESTART_PAUSE_S = 1.0
 SILENT_S = 20.0  # ten missed beats: stopped or hung
+SLICE_S = 0.5  # the reader looks at its stop flag this often
+STOP_S = 2.0
 
 
 class ChildWatcher:
@@ -58,20 +61,22 @@ class ChildWatcher:
         return warnings
 
     def stop(self) -> None:
+        """At most about ``STOP_S`` + ``SLICE_S``: the daemon's SIGTERM must end in time. The
+        child holds nothing that needs a clean end (watchdog's threads may take longer to
+        let go of inotify than the daemon may wait); it is killed if it lingers."""
         self._stopping.set()
         with self._lock:
             proc, conn = self._proc, self._conn
         if proc is not None:
             with contextlib.suppress(OSError):
                 proc.terminate()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if proc is not None:
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=STOP_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * SLICE_S)
         if conn is not None:
             conn.close()
 
@@ -100,22 +105,27 @@ class ChildWatcher:
         return list(warnings)
 
     def _read(self) -> None:
+        heard = time.monotonic()
         while not self._stopping.is_set():
             with self._lock:
                 conn = self._conn
             if conn is None:
                 return
             try:
-                if not conn.poll(SILENT_S):
+                if not conn.poll(SLICE_S):
                     if self._stopping.is_set():
                         return
-                    self._restart(f"silent for {SILENT_S:.0f} s (stopped or hung)")
+                    if time.monotonic() - heard > SILENT_S:
+                        self._restart(f"silent for {SILENT_S:.0f} s (stopped or hung)")
+                        heard = time.monotonic()
                     continue
                 message: Any = conn.recv()
+                heard = time.monotonic()
             except (EOFError, OSError):
                 if self._stopping.is_set():
                     return
                 self._restart("ended")
+                heard = time.monotonic()
                 continue
             if message[0] == "message" and message[1][0] == "changes":
                 for path, kind, dest in message[1][1]:
@@ -140,6 +150,13 @@ class ChildWatcher:
             try:
                 for w in self._spawn():
                     self.log("WARNING", w)
+                if self._stopping.is_set():  # stopped while this one started: not kept
+                    with self._lock:
+                        late = self._proc
+                    if late is not None:
+                        late.kill()
+                        late.wait()
+                    return
                 break
             except Exception as e:  # keep trying: the rescan still runs
                 self.log("ERROR", f"the watcher's process cannot start: {e}")
