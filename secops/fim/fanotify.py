@@ -86,19 +86,27 @@ class Event:
     ``path`` is looked up (``/proc/self/fd``) when first asked for, or given: an open's
     answer needs the pid alone, and the gate answers every open in the watched folders."""
 
-    __slots__ = ("_path", "fd", "kind", "pid")
+    __slots__ = ("_path", "_unlinked", "fd", "kind", "pid")
 
-    def __init__(self, kind: str, pid: int, path: str | None, fd: int) -> None:
+    def __init__(self, kind: str, pid: int, path: str | None, fd: int,
+                 unlinked: bool = False) -> None:
         self.kind = kind  # open_perm, modify, access, close_write, overflow, fd_exhausted
         self.pid = pid
         self.fd = fd
         self._path = path
+        self._unlinked = unlinked
 
     @property
     def path(self) -> str:
         if self._path is None:
-            self._path = _path_of(self.fd) if self.fd >= 0 else ""
+            self._path, self._unlinked = _path_of(self.fd) if self.fd >= 0 else ("", False)
         return self._path
+
+    @property
+    def unlinked(self) -> bool:
+        """The name the file was opened by is gone (the kernel's " (deleted)")."""
+        _ = self.path
+        return self._unlinked
 
     def __repr__(self) -> str:
         return f"Event({self.kind!r}, {self.pid}, {self._path!r}, {self.fd})"
@@ -160,12 +168,13 @@ def _libc() -> tuple[Any, Any]:
     return init, mark
 
 
-def _path_of(fd: int) -> str:
+def _path_of(fd: int) -> tuple[str, bool]:
+    """The path of ``fd`` and whether that name is gone (unlinked since the open)."""
     try:
         path = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
-        return ""
-    return path[: -len(_DELETED)] if path.endswith(_DELETED) else path
+        return "", False
+    return (path[: -len(_DELETED)], True) if path.endswith(_DELETED) else (path, False)
 
 
 class Fanotify:
@@ -332,15 +341,15 @@ class Fanotify:
                 if failure is None and pid != own_pid and not self._closing:
                     if mask & FAN_Q_OVERFLOW:
                         on_event(_OVERFLOW)
-                    path = _path_of(fd) if fd >= 0 and mask & _NAMED else None
+                    path, gone = _path_of(fd) if fd >= 0 and mask & _NAMED else (None, False)
                     if mask & FAN_CLOSE_WRITE:
-                        on_event(Event("close_write", pid, path, fd))
+                        on_event(Event("close_write", pid, path, fd, gone))
                     elif mask & FAN_MODIFY:  # merged with its close: the close judges it
-                        on_event(Event("modify", pid, path, fd))
+                        on_event(Event("modify", pid, path, fd, gone))
                     if mask & FAN_ACCESS:
-                        on_event(Event("access", pid, path, fd))
+                        on_event(Event("access", pid, path, fd, gone))
                     if perm:
-                        allowed = on_event(Event("open_perm", pid, path, fd))
+                        allowed = on_event(Event("open_perm", pid, path, fd, gone))
             except BaseException as e:  # answered below, re-raised after the batch
                 failure, allowed = e, True
             if fd >= 0:

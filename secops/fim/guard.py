@@ -249,7 +249,7 @@ class Guard:
         if ev.kind in ("modify", "close_write") and ev.path and \
                 not ev.path.startswith(self.roots):
             # a folder outside the tree, gated since a hard link into it was written
-            linked = self._linked(ev.fd)
+            linked = self._linked(ev)
             if linked is None:
                 return True
             ev = Event(ev.kind, ev.pid, linked, ev.fd)
@@ -297,7 +297,7 @@ class Guard:
             elif time.monotonic() - marked <= FRESH_S and self._claim("sentry", ev.fd):
                 self._judge(ev.fd, path, ev.pid)
             return True
-        linked = self._linked(ev.fd)
+        linked = self._linked(ev)
         if linked is not None:
             self.m.log("WARNING", f"integrity: {linked} written through the hard link {path}")
             self._gate_outside(os.path.dirname(path))
@@ -316,16 +316,16 @@ class Guard:
                        "gated from now on: a watched file was written through a hard link "
                        "there")
 
-    def _linked(self, fd: int) -> str | None:
+    def _linked(self, ev: Event) -> str | None:
         """A file outside the tree that is a hard link to a file the index knows. The link
         may be gone by the time the event is read (or before the write: open the link,
         unlink it, write, close): a file with one name left that is no longer at the
         event's path is looked up as well."""
         try:
-            st = os.fstat(fd)
+            st = os.fstat(ev.fd)
         except OSError:
             return None
-        if st.st_nlink < 2 and not _unlinked(fd):
+        if st.st_nlink < 2 and not ev.unlinked:
             return None  # a file outside the tree with its one name there: not ours
         known = self.m.index.path_of_inode(st.st_ino)
         if known is None:
@@ -482,14 +482,6 @@ class Guard:
                     self.deny.deny(pid, start)
                 stopped.append(record)
         self.m.q.put(("alarm", verdict, stopped))
-
-
-def _unlinked(fd: int) -> bool:
-    """Whether the name the file was opened by is gone (the kernel's " (deleted)")."""
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}").endswith(" (deleted)")
-    except OSError:
-        return False
 
 
 def _writer(fd: int, pid: int) -> tuple[int, int, int] | None:

@@ -175,6 +175,17 @@ def init_token(folder: Path, module: str) -> PublicKey:
 
 # -- the TSA -----------------------------------------------------------------------------------
 
+def serve_http(handler: type[BaseHTTPRequestHandler]
+               ) -> tuple[ThreadingHTTPServer, threading.Thread, str]:
+    """``handler`` served on a free loopback port from a thread of its own (each request in a
+    daemon thread): the server, its thread and its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 class Tsa:
     """An RFC 3161 service on 127.0.0.1 (started once, stopped by ``stop``)."""
 
@@ -217,10 +228,8 @@ class Tsa:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tsa"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server, self.thread, base = serve_http(Handler)
+        self.url = f"{base}/tsa"
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -288,11 +297,7 @@ class CrlServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server, self.thread, self.base = serve_http(Handler)
 
     def publish(self, name: str, ca: Ca) -> str:
         """Serve ``ca``'s CRL under ``name``; its URL (for the certificates it issues)."""
@@ -349,11 +354,8 @@ class DripServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tsa"
+        self.server, self.thread, base = serve_http(Handler)
+        self.url = f"{base}/tsa"
 
     def stop(self) -> None:
         self.stopping.set()

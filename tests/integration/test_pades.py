@@ -655,20 +655,32 @@ def test_a_certificate_naming_no_revocation_source_fetches_nothing(revo: Revo) -
     assert revo.crls.total_requests() == fetched
 
 
-def drill_json(tmp_path: Path) -> tuple[Path, Any]:
-    """A drill report's signed JSON (printed unsigned), and the state it is in."""
+def drill_result() -> dict[str, Any]:
+    """A passed drill's result, as ``secops drill`` records it (a fresh copy each time)."""
+    return {"ok": True, "snapshot_id": "a1b2c3d4" * 8, "target": "local",
+            "files_checked": 12, "bytes": 5000, "mismatched": [], "missing": [],
+            "problems": [], "rto_s": 4.5, "rpo_s": 2.5, "time": "2026-03-15T03:00:00Z",
+            "snapshot_time": "2026-03-15T02:59:57Z", "office": "tan-ky",
+            "office_name": OFFICE, "manifest_signed_by": "3f9a0c1b2d4e5f60", "warnings": []}
+
+
+def drill_state(tmp_path: Path) -> Any:
+    """A state folder with the office's Ed25519 key, for a drill report."""
     from secops.keys.store import ensure_ed25519
     from secops.layout import StateDir
-    from secops.reports import drill_report
 
     state = StateDir(tmp_path / "state")
     ensure_ed25519(state.ed25519_key, state.ed25519_pub)
-    report = {"ok": True, "snapshot_id": "a1b2c3d4" * 8, "target": "local",
-              "files_checked": 12, "bytes": 5000, "mismatched": [], "missing": [],
-              "problems": [], "rto_s": 4.5, "rpo_s": 2.5, "time": "2026-03-15T03:00:00Z",
-              "snapshot_time": "2026-03-15T02:59:57Z", "office": "tan-ky",
-              "office_name": OFFICE, "manifest_signed_by": "3f9a0c1b2d4e5f60", "warnings": []}
-    files = drill_report.write_report(state, report, "vi", "20260315T030000Z", signing=None)
+    return state
+
+
+def drill_json(tmp_path: Path) -> tuple[Path, Any]:
+    """A drill report's signed JSON (printed unsigned), and the state it is in."""
+    from secops.reports import drill_report
+
+    state = drill_state(tmp_path)
+    files = drill_report.write_report(state, drill_result(), "vi", "20260315T030000Z",
+                                      signing=None)
     return Path(files["json"]), state
 
 
@@ -871,17 +883,10 @@ def test_bad_input_is_exit_2_without_a_traceback(world: World, tmp_path: Path,
 
 def test_the_drill_report_pdf_is_signed_and_a_refusal_writes_nothing(
         world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from secops.keys.store import ensure_ed25519
-    from secops.layout import StateDir
     from secops.reports import drill_report
 
-    state = StateDir(tmp_path / "state")
-    ensure_ed25519(state.ed25519_key, state.ed25519_pub)
-    report = {"ok": True, "snapshot_id": "a1b2c3d4" * 8, "target": "local",
-              "files_checked": 12, "bytes": 5000, "mismatched": [], "missing": [],
-              "problems": [], "rto_s": 4.5, "rpo_s": 2.5, "time": "2026-03-15T03:00:00Z",
-              "snapshot_time": "2026-03-15T02:59:57Z", "office": "tan-ky",
-              "office_name": OFFICE, "manifest_signed_by": "3f9a0c1b2d4e5f60", "warnings": []}
+    state = drill_state(tmp_path)
+    report = drill_result()
     files = drill_report.write_report(state, report, "vi", "20260315T030000Z",
                                       signing=world.signing())
     assert files["pades"]["level"] == "B-T", files
