@@ -20,7 +20,6 @@ import contextlib
 import os
 import sqlite3
 import stat
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +42,8 @@ def make_private(path: Path) -> None:
 
 def _create(path: Path) -> None:
     try:
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
     except OSError:
         return  # a folder we cannot write: sqlite3.connect says so

@@ -8,7 +8,6 @@ known in milliseconds) and the ssh command line that pins the host key for sftp 
 from __future__ import annotations
 
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -63,6 +62,8 @@ def preflight(name: str, ep: Endpoint, timeout: float) -> None:
     if ep.host is None or ep.port is None:
         return
     try:
+        import socket  # not for a local target
+
         with socket.create_connection((ep.host, ep.port), timeout=timeout):
             pass
     except OSError as e:

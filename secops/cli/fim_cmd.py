@@ -43,8 +43,6 @@ def fim() -> None:
 
 def _fim_run(app: AppContext, mode: str, as_json: bool) -> int:
     from secops.fim.baseline import Baseline
-    from secops.fim.canary import check_canaries, place
-    from secops.fim.protect import Protected
     from secops.fim.scan import fim_excludes, run
     from secops.fim.state import FimState
 
@@ -62,6 +60,8 @@ def _fim_run(app: AppContext, mode: str, as_json: bool) -> int:
         canaries: list[str] = []
         touched: list[str] = []
         if cfg.integrity.canaries:
+            from secops.fim.canary import check_canaries, place
+
             if mode == "baseline":
                 canaries, touched = place(cfg.paths.watch, cfg.integrity.canary_depth,
                                           cfg.paths.exclude, baseline)
@@ -69,11 +69,15 @@ def _fim_run(app: AppContext, mode: str, as_json: bool) -> int:
                 canaries, touched = check_canaries(baseline)
         report = run(cfg.paths.watch, fim_excludes(cfg.paths.exclude, cfg.paths.state_dir),
                      baseline, mode, processes=True)
-        protected = Protected(cfg, baseline)
-        if mode == "baseline":
-            protected.init_shadows(baseline.records())
-        unauthorized = protected.judge(report.changes, datetime.now(),
-                                       state.maintenance() is not None)
+        unauthorized: list[dict[str, Any]] = []
+        if cfg.integrity.protect:  # (the rules and their diffs cost imports: only if any)
+            from secops.fim.protect import Protected
+
+            protected = Protected(cfg, baseline)
+            if mode == "baseline":
+                protected.init_shadows(baseline.records())
+            unauthorized = protected.judge(report.changes, datetime.now(),
+                                           state.maintenance() is not None)
     finally:
         baseline.close()
         state.close()

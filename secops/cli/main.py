@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -11,8 +12,34 @@ from secops import __version__
 from secops.cli.context import AppContext
 from secops.errors import OperationalError, SecopsError
 
+# Each command's module, imported only when that command runs (or ``--help`` lists them):
+# a command pays for its own imports, not for every other command's (about 20 ms).
+_COMMANDS: dict[str, str] = {
+    "audit": "audit_cmd", "backup": "backup_cmd", "snapshots": "backup_cmd",
+    "block": "block_cmd", "unblock": "block_cmd", "blocked": "block_cmd",
+    "config": "config_cmd", "run": "daemon_cmd", "status": "daemon_cmd", "demo": "demo_cmd",
+    "fim": "fim_cmd", "maintenance": "fim_cmd", "unfreeze": "fim_cmd", "init": "init_cmd",
+    "keys": "keys_cmd", "logs": "logs_cmd", "playbook": "playbook_cmd",
+    "incident": "playbook_cmd", "report": "report_cmd", "bundle": "report_cmd",
+    "restore": "restore_cmd", "drill": "restore_cmd", "review": "review_cmd",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """The top-level group: commands come from their modules on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = _COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        mod = importlib.import_module(f"secops.cli.{module}")
+        return next((c for c in mod.COMMANDS if c.name == cmd_name), None)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", envvar=None,
               help="Config file (default: $SECOPS_CONFIG, else /etc/secops/secops.toml).")
 @click.option("--log-json", is_flag=True, help="Operational logs as JSON lines on stderr.")
@@ -21,34 +48,6 @@ from secops.errors import OperationalError, SecopsError
 def cli(ctx: click.Context, config_path: str | None, log_json: bool) -> None:
     """Backup, integrity monitoring and incident response for commune election data."""
     ctx.obj = AppContext(config_path, log_json)
-
-
-def _register() -> None:
-    from secops.cli import (
-        audit_cmd,
-        backup_cmd,
-        block_cmd,
-        config_cmd,
-        daemon_cmd,
-        demo_cmd,
-        fim_cmd,
-        init_cmd,
-        keys_cmd,
-        logs_cmd,
-        playbook_cmd,
-        report_cmd,
-        restore_cmd,
-        review_cmd,
-    )
-
-    for module in (audit_cmd, backup_cmd, block_cmd, config_cmd, daemon_cmd, demo_cmd, fim_cmd,
-                   init_cmd, keys_cmd, logs_cmd, playbook_cmd, report_cmd, restore_cmd,
-                   review_cmd):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -224,9 +224,9 @@ def _check_semantics(cfg: Config, path: Path) -> None:
             raise ConfigError(
                 f"{path}: office.personal_data[{i}]: {folder} is not inside a watched folder "
                 "(paths.watch): secops neither backs it up nor sees it change")
-    from secops.fim.rules import parse_window
-
     for i, rule in enumerate(cfg.integrity.protect):
+        from secops.fim.rules import parse_window  # (only for a config with rules)
+
         for j, w in enumerate(rule.windows):
             try:
                 parse_window(w)

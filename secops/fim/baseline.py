@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from secops import database
+from secops.fim.probe import FP_CHUNKS, FP_LINES
 from secops.pathtext import decode, encode
 
 SCHEMA = """
@@ -30,6 +31,13 @@ CREATE TABLE IF NOT EXISTS fim_files (
 CREATE TABLE IF NOT EXISTS fim_shadow (path TEXT PRIMARY KEY, content BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fim_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# the sketch kinds of this version (``probe.fingerprint_current``), as SQL blob literals
+_CURRENT_FP = f"(x'{FP_CHUNKS:02X}', x'{FP_LINES:02X}')"
+_KEYS_SQL = (  # (constants of this module, no input)
+    "SELECT path, size, mtime_ns, ctime_ns, inode, mode, uid, gid, "  # noqa: S608
+    f"(length(fp) = 0 OR (length(fp) % 4 = 1 AND substr(fp, 1, 1) IN {_CURRENT_FP})) "
+    "FROM fim_files")
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,26 @@ class Baseline:
         for row in self._db.execute("SELECT * FROM fim_files"):
             yield record_from_row(row)
 
+    def stat_keys(self) -> dict[str, tuple[int, ...]]:
+        """Every path with what a scan compares without reading the file: (size, mtime_ns,
+        ctime_ns, inode, mode, uid, gid, 1 if its sketch is of this version else 0), the
+        order of :func:`stat_key`. No ``Record`` is built: a scan of an unchanged tree reads
+        only these columns."""
+        rows = self._db.execute(_KEYS_SQL)
+        return {decode(r[0]): r[1:] for r in rows}
+
+    def get_many(self, paths: Iterable[str]) -> dict[str, Record]:
+        """The records of ``paths`` that the baseline holds."""
+        wanted = [encode(p) for p in paths]
+        out: dict[str, Record] = {}
+        for at in range(0, len(wanted), 500):
+            part = wanted[at:at + 500]
+            marks = ",".join("?" * len(part))  # only placeholders: the paths are bound
+            rows = self._db.execute(f"SELECT * FROM fim_files WHERE path IN ({marks})",  # noqa: S608
+                                    part)
+            out.update((rec.path, rec) for rec in map(record_from_row, rows))
+        return out
+
     def get(self, path: str) -> Record | None:
         r = self._db.execute("SELECT * FROM fim_files WHERE path = ?",
                              (encode(path),)).fetchone()
@@ -122,6 +150,13 @@ class Baseline:
     def set_meta(self, key: str, value: str) -> None:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO fim_meta VALUES (?, ?)", (key, value))
+
+
+def stat_key(st: os.stat_result) -> tuple[int, ...]:
+    """A file's lstat in the order of :meth:`Baseline.stat_keys`, its sketch taken as
+    current: equal to the stored key exactly when a scan may trust the record."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, st.st_uid,
+            st.st_gid, 1)
 
 
 def record_from_row(r: tuple[Any, ...]) -> Record:

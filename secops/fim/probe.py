@@ -8,20 +8,18 @@ file whatever its size (``structure`` reads the body of a container, in bounded 
 
 The probe costs less than the SHA-256 pass beside it, on text as on binary files: no loop
 here runs per byte or per line in Python. The similarity sketch cuts the first 64 KiB into
-content-defined chunks with FastCDC (``pyfastcdc``, compiled), the entropy is one ``Counter``
-over 4 KiB and a table, and the body of a text file is screened with ``memchr``.
+content-defined chunks with FastCDC (``pyfastcdc``, compiled), the entropy is a histogram of
+1 KiB (Pillow's, in C), and the body of a text file is screened with ``memchr``.
 """
 
 from __future__ import annotations
 
 import functools
 import heapq
-import math
 import os
 import struct
 import zlib
 from array import array
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -138,8 +136,8 @@ def file_type(head: bytes) -> str:
 
 def _is_base64(sample: bytes) -> bool:
     """A long run of nothing but the base64 alphabet: encoded data, not a document."""
-    if len(sample) < 512:
-        return False
+    if len(sample) < 512 or b" " in sample or b"," in sample:  # (outside the alphabet:
+        return False                                           # prose and CSV, at once)
     body = sample.translate(None, b"\r\n")
     if len(body) < len(sample) * 0.95:  # lines shorter than ~40 characters: prose or CSV
         return False
@@ -303,22 +301,27 @@ def _zip_ok(tail: bytes, size: int, read_at: ReadAt | None) -> bool:
 
 def entropy(sample: bytes) -> float:
     """Shannon entropy of ``sample``, bits per byte, over at most ``ENTROPY_BYTES`` of it
-    taken evenly through it (every 4th byte of a 4 KiB sample): one ``Counter`` pass (C) and
-    a table of ``c * log2(c)``. Random bytes measure 7.8 (7.95 over 4,096), text 4-5.5."""
+    taken evenly through it (every 4th byte of a 4 KiB sample). The byte histogram and the
+    sum are Pillow's (a dependency of the reports' PDF renderer), in C: a ``Counter`` over
+    the same 1,024 bytes took 27 us, a fifth of a small file's whole measurement. Random
+    bytes measure 7.8 (7.95 over 4,096), text 4-5.5."""
     if not sample:
         return 0.0
     if len(sample) >= 2 * ENTROPY_BYTES:
         sample = sample[::len(sample) // ENTROPY_BYTES]
-    n = len(sample)
-    counts = Counter(sample).values()
-    if n < len(_C_LOG2_C):
-        total = sum(map(_C_LOG2_C.__getitem__, counts))
-    else:
-        total = sum(c * math.log2(c) for c in counts)
-    return max(0.0, math.log2(n) - total / n)
+    return max(0.0, float(_gray(sample).entropy()))
 
 
-_C_LOG2_C = [0.0] + [c * math.log2(c) for c in range(1, 2 * SAMPLE + 1)]
+def _gray(sample: bytes) -> Any:
+    """``sample`` as a one-row 8-bit image, without a copy."""
+    return _pil().frombuffer("L", (len(sample), 1), sample, "raw", "L", 0, 1)
+
+
+@functools.cache
+def _pil() -> Any:
+    from PIL import Image  # on first use: a scan of an unchanged tree probes nothing
+
+    return Image
 
 
 def fingerprint(head: bytes, *, textual: bool = False) -> bytes:
@@ -346,7 +349,7 @@ def fingerprint(head: bytes, *, textual: bool = False) -> bytes:
         chunks = [part for c in map(bytes, chunks) for part in _pieces(c)]
     hashes = set(map(zlib.crc32, chunks))
     hashes.discard(0)
-    return bytes((kind,)) + array("I", sorted(heapq.nsmallest(FP_K, hashes))).tobytes()
+    return bytes((kind,)) + array("I", sorted(hashes)[:FP_K]).tobytes()
 
 
 def _pieces(chunk: bytes) -> list[bytes]:

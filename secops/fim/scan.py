@@ -8,18 +8,18 @@ timestamps. Hashing and probing run on every core (hashlib releases the GIL).
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import os
 import stat
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from secops.fim.baseline import Baseline, Record
-from secops.fim.probe import fingerprint_current, probe_bytes
+from secops.fim.baseline import Baseline, Record, stat_key
 from secops.layout import CANARY_MARK
 from secops.manifest.scan import walk_stat
 
@@ -92,7 +92,7 @@ def measure(path: str) -> Record | None:
 
 
 def measure_fd(path: str, fd: int, st: os.stat_result) -> Record:
-    from secops.fim.probe import HEAD, TAIL
+    from secops.fim.probe import HEAD, TAIL, probe_bytes
 
     h = hashlib.sha256()
     buf = _buffer()
@@ -107,6 +107,9 @@ def measure_fd(path: str, fd: int, st: os.stat_result) -> Record:
             head += view[:min(n, HEAD - offset)]
         h.update(view[:n])
         offset += n
+        if n < len(buf) and offset == st.st_size:
+            break  # the file as fstat saw it, without a read just to see the end; what
+                   # is appended meanwhile changes its size and mtime: the next scan's
     size = offset
     tail = os.pread(fd, TAIL, max(0, size - TAIL)) if size > HEAD else head[-TAIL:]
     p = probe_bytes(head, tail, size, lambda off, k: os.pread(fd, k, off))
@@ -133,60 +136,104 @@ def _measure_safe(path: str) -> Record | OSError | None:
         return e
 
 
-def measure_many(paths: Sequence[str], processes: bool = False
-                 ) -> Iterable[tuple[str, Record | OSError | None]]:
-    """Hash and probe on every core. Hashing releases the GIL, probing does not, so a
-    single-threaded caller (the CLI) may fork worker processes; the daemon, which has
-    threads of its own, uses threads."""
+def _measure_batch(paths: list[str]) -> list[Record | OSError | None]:
+    return [_measure_safe(p) for p in paths]
+
+
+BATCH = 64         # paths handed to a worker at once
+FORK_FROM = 256    # fewer paths than this are measured by threads (a fork costs more)
+
+
+def measure_many(paths: Iterable[str], processes: bool = False
+                 ) -> Iterator[tuple[str, Record | OSError | None]]:
+    """Hash and probe on every core, in the order of ``paths``, while ``paths`` is still
+    being produced (the walk of a tree overlaps the measuring of what it has found).
+
+    Hashing releases the GIL, probing does not, so a single-threaded caller (the CLI) may
+    fork worker processes; the daemon, which has threads of its own, uses threads. At most
+    a few batches per worker are in flight: the walk waits for them, and memory holds a
+    bounded number of results whatever the tree's size."""
     workers = os.cpu_count() or 2
-    if len(paths) < 8 or workers < 2:
-        yield from ((p, _measure_safe(p)) for p in paths)
+    source = iter(paths)
+    first = list(itertools.islice(source, FORK_FROM))
+    if len(first) < 8 or workers < 2:
+        yield from ((p, _measure_safe(p)) for p in first)
         return
-    if processes and len(paths) >= 256:
+    from concurrent.futures import Executor, Future, ThreadPoolExecutor
+
+    pool: Executor
+    if processes and len(first) >= FORK_FROM:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as procs:
-            yield from zip(paths, procs.map(_measure_safe, paths, chunksize=64), strict=True)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from zip(paths, pool.map(_measure_safe, paths, chunksize=16), strict=True)
+        pool = ProcessPoolExecutor(max_workers=workers,
+                                   mp_context=multiprocessing.get_context("fork"))
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers)
+    pending: collections.deque[tuple[list[str], Future[list[Record | OSError | None]]]] = \
+        collections.deque()
+
+    def drained(block: bool) -> Iterator[tuple[str, Record | OSError | None]]:
+        while pending and (block or pending[0][1].done()):
+            batch, fut = pending.popleft()
+            yield from zip(batch, fut.result(), strict=True)
+
+    with pool:
+        for at in range(0, len(first), BATCH):
+            pending.append((first[at:at + BATCH], pool.submit(_measure_batch,
+                                                               first[at:at + BATCH])))
+        while batch := list(itertools.islice(source, BATCH)):
+            pending.append((batch, pool.submit(_measure_batch, batch)))
+            yield from drained(block=False)
+            while len(pending) > 4 * workers:  # the walk is ahead: wait for the oldest
+                batch, fut = pending.popleft()
+                yield from zip(batch, fut.result(), strict=True)
+        yield from drained(block=True)
 
 
 def run(roots: Sequence[str], excludes: Sequence[str], baseline: Baseline, mode: str,
         processes: bool = False) -> ScanReport:
-    """mode: "baseline" (record everything anew), "scan" (stat short-circuit) or "verify"."""
+    """mode: "baseline" (record everything anew), "scan" (stat short-circuit) or "verify".
+
+    A scan compares each file's lstat with the stored key (:meth:`Baseline.stat_keys`) and
+    builds records only for what it measures and what is gone: an unchanged tree costs a
+    walk and one read of the key columns, whatever its size. What the walk finds to measure
+    is measured while the walk goes on."""
     started = time.monotonic()
     report = ScanReport(mode)
-    old = {} if mode == "baseline" else baseline.load()
-    current: dict[str, Record] = {}
-    todo: list[str] = []
-    for path, st in walk_stat(roots, excludes):
-        report.files += 1
-        hit = old.get(path)
-        if mode == "scan" and hit is not None and hit.same_stat(st) and \
-                fingerprint_current(hit.fp):
-            current[path] = hit  # (a sketch recorded by an older version is measured anew)
-        else:
-            todo.append(path)
-    for path, got in measure_many(todo, processes):
+    known = {} if mode == "baseline" else baseline.stat_keys()
+    recorded: set[str] = set()  # measured paths the baseline holds a record of
+
+    def to_measure() -> Iterator[str]:
+        for path, st in walk_stat(roots, excludes):
+            report.files += 1
+            key = known.pop(path, None)  # what is left in known at the end: not in the tree
+            if mode != "scan" or key != stat_key(st):
+                if key is not None:  # (a sketch recorded by an older version: measured anew)
+                    recorded.add(path)
+                yield path
+
+    measured: dict[str, Record] = {}
+    gone: set[str] = set()
+    for path, got in measure_many(to_measure(), processes):
         if isinstance(got, OSError):
             report.unreadable.append(f"{path}: {got.strerror or got}")
-            if path in old:
-                current[path] = old[path]  # unreadable is not deleted
+            continue  # unreadable is not deleted: its record stays as it is
+        if got is None:  # vanished mid-scan, or a symlink now
+            if path in recorded:
+                gone.add(path)
             continue
-        if got is None:
-            continue  # vanished mid-scan, or became a symlink
-        current[path] = got
+        measured[path] = got
         report.hashed += 1
         report.hashed_bytes += got.size
+    gone.update(known)
     if mode == "baseline":
-        baseline.replace_all(current.values())
+        baseline.replace_all(measured.values())
     else:
-        report.changes = classify(old, current)
-        fresh = [r for p, r in current.items() if old.get(p) != r]
-        baseline.apply(fresh, [p for p in old if p not in current])
+        old = baseline.get_many([*(p for p in recorded if p in measured), *gone])
+        report.changes = classify(old, measured)
+        fresh = [r for p, r in measured.items() if old.get(p) != r]
+        baseline.apply(fresh, sorted(gone))
     baseline.set_meta("last_" + mode, f"{time.time():.3f}")
     report.seconds = time.monotonic() - started
     return report

@@ -13,7 +13,6 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from secops.files import walk_lstat
@@ -106,6 +105,8 @@ def scan(roots: Sequence[str], excludes: Sequence[str], cache: HashCache,
         else:
             todo.append((path, key))
     fresh: list[tuple[str, Key, str]] = []
+    from concurrent.futures import ThreadPoolExecutor  # only when there is hashing to do
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for (path, key), digest in zip(todo, pool.map(_try_hash, (p for p, _ in todo)),
                                        strict=True):

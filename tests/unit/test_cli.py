@@ -77,3 +77,25 @@ def test_unknown_target_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
                    '[backup]\n[[backup.targets]]\nname="l"\nrepository="r"\n')
     code, _, err = run(["--config", str(cfg), "backup", "now", "--target", "nope"], capsys)
     assert code == 2 and "no target named 'nope'" in err
+
+
+def test_every_command_of_every_cli_module_is_reachable_by_its_name() -> None:
+    """The lazy command table names each command of every ``secops.cli.*_cmd`` module, and
+    nothing else."""
+    import importlib
+    import pkgutil
+
+    import secops.cli
+    from secops.cli.main import _COMMANDS, cli
+
+    found: dict[str, str] = {}
+    for info in pkgutil.iter_modules(secops.cli.__path__):
+        if info.name.endswith("_cmd"):
+            mod = importlib.import_module(f"secops.cli.{info.name}")
+            found.update((c.name or "", info.name) for c in mod.COMMANDS)
+    assert found == _COMMANDS
+    ctx = cli.make_context("secops", ["--help"], resilient_parsing=True)
+    for name in found:
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+    assert cli.get_command(ctx, "nosuch") is None

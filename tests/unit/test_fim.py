@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -321,6 +322,60 @@ def test_scan_short_circuits_and_verify_finds_restored_timestamps(tmp_path: Path
     assert [(c.kind, c.path, c.stealth) for c in rep.changes] == [("modified", str(victim), True)]
     assert run_scan([str(root)], ex, base, "verify").changes == []  # twin: now recorded
     base.close()
+
+
+def test_a_scan_reads_only_stat_keys_yet_reports_every_kind_of_change(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    names = ["a.csv", "b.csv", "c.csv", "d.csv", "e.csv", os.fsdecode(b"f\xff.csv")]
+    for i, name in enumerate(names):
+        (root / name).write_bytes(csv_bytes(40, i))
+    base = Baseline(tmp_path / "state.db")
+    ex = fim_excludes([], str(tmp_path / "state"))
+    run_scan([str(root)], ex, base, "baseline")
+    assert len(base.stat_keys()) == 6 and run_scan([str(root)], ex, base, "scan").changes == []
+    (root / "a.csv").write_bytes(csv_bytes(41, 99))
+    (root / "b.csv").unlink()
+    (root / "c.csv").rename(root / "c2.csv")
+    (root / "d.csv").chmod(0o600)
+    (root / "g.csv").write_bytes(csv_bytes(5, 7))
+    odd = root / os.fsdecode(b"f\xff.csv")
+    odd.write_bytes(odd.read_bytes() + b"1,2\n")
+    rep = run_scan([str(root)], ex, base, "scan")
+    got = {(c.kind, os.path.basename(c.path)) for c in rep.changes}
+    assert got == {("modified", "a.csv"), ("deleted", "b.csv"), ("renamed", "c2.csv"),
+                   ("meta", "d.csv"), ("added", "g.csv"), ("modified", odd.name)}
+    assert rep.hashed == 5  # not the untouched e.csv
+    again = run_scan([str(root)], ex, base, "scan")  # twin: all of it is recorded now
+    assert (again.hashed, again.changes, again.files) == (0, [], 6)
+    assert set(base.stat_keys()) == {str(p) for p in root.iterdir()}
+    base.close()
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_measuring_a_stream_of_paths_keeps_its_order_on_every_core(tmp_path: Path,
+                                                                   processes: bool) -> None:
+    from secops.fim.scan import FORK_FROM, measure_many
+
+    paths = []
+    for i in range(FORK_FROM + 300):  # more than one fork's worth, fed while it is consumed
+        f = tmp_path / f"{i:04}.csv"
+        f.write_bytes(csv_bytes(3, i))
+        paths.append(str(f))
+    paths[7] = str(tmp_path / "gone.csv")  # vanished
+    fed: list[str] = []
+
+    def stream() -> Iterator[str]:
+        for p in paths:
+            fed.append(p)
+            yield p
+
+    got = list(measure_many(stream(), processes=processes))
+    assert [p for p, _ in got] == paths == fed
+    assert got[7][1] is None
+    for path, rec in got[:7] + got[8:]:
+        assert isinstance(rec, Record) and rec.path == path
+        assert rec.sha256 == hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_unreadable_and_vanishing_files_are_not_fatal(tmp_path: Path) -> None:
