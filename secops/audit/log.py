@@ -35,6 +35,10 @@ from secops.errors import ConfigError, IntegrityError
 from secops.files import atomic_write, ensure_private_dir
 from secops.layout import StateDir
 
+# the snapshot tags that anchor the log off-site (written by every backup, read by verify)
+AUDIT_TAG = "audit:"        # snapshot tag "audit:<seq>:<head, 32 hex>"
+ROOT_TAG = "audit-root:"    # snapshot tag "audit-root:<key id of the checkpoint chain root>"
+
 SEGMENT = re.compile(r"^audit-(\d{10})-(\d{10})\.jsonl$")
 CHECKPOINT_EVERY_RECORDS = 1000
 CHECKPOINT_EVERY_S = 600.0

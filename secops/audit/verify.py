@@ -19,10 +19,8 @@ from typing import Any
 
 from secops.audit import chain
 from secops.audit import checkpoints as cps
-from secops.audit.log import segments
+from secops.audit.log import AUDIT_TAG, ROOT_TAG, segments
 
-AUDIT_TAG = "audit:"        # snapshot tag "audit:<seq>:<head, 32 hex>"
-ROOT_TAG = "audit-root:"    # snapshot tag "audit-root:<key id of the checkpoint chain root>"
 EXCERPT_META = "excerpt.json"
 EXCERPT_LOG = "audit-excerpt.jsonl"
 

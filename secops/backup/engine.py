@@ -178,8 +178,7 @@ class Engine:
         (``audit:<seq>:<head>``, and ``audit-root:<id>`` of the checkpoint chain's root): on an
         append-only target, anchors the server cannot take back, which ``secops audit
         verify`` compares with the local log."""
-        from secops.audit.log import AuditLog, audit_root_path, key_state_path
-        from secops.audit.verify import AUDIT_TAG, ROOT_TAG
+        from secops.audit.log import AUDIT_TAG, ROOT_TAG, AuditLog, audit_root_path, key_state_path
         from secops.keys.signature import load_public_key, public_key_id
 
         state_dir = Path(self.cfg.paths.state_dir)

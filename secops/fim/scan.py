@@ -156,8 +156,8 @@ def measure_many(paths: Iterable[str], processes: bool = False
     workers = os.cpu_count() or 2
     source = iter(paths)
     first = list(itertools.islice(source, FORK_FROM))
-    if len(first) < 8 or workers < 2:
-        yield from ((p, _measure_safe(p)) for p in first)
+    if len(first) < 8 or workers < 2:  # (fewer than 8: the stream has ended)
+        yield from ((p, _measure_safe(p)) for p in itertools.chain(first, source))
         return
     from concurrent.futures import Executor, Future, ThreadPoolExecutor
 

@@ -352,10 +352,12 @@ def test_a_scan_reads_only_stat_keys_yet_reports_every_kind_of_change(tmp_path: 
     base.close()
 
 
-@pytest.mark.parametrize("processes", [False, True])
-def test_measuring_a_stream_of_paths_keeps_its_order_on_every_core(tmp_path: Path,
-                                                                   processes: bool) -> None:
+@pytest.mark.parametrize(("processes", "cpus"), [(False, 2), (True, 2), (True, 1)])
+def test_measuring_a_stream_of_paths_keeps_its_order_on_every_core(
+        tmp_path: Path, processes: bool, cpus: int, monkeypatch: pytest.MonkeyPatch) -> None:
     from secops.fim.scan import FORK_FROM, measure_many
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
 
     paths = []
     for i in range(FORK_FROM + 300):  # more than one fork's worth, fed while it is consumed
