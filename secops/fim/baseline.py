@@ -9,6 +9,7 @@ Paths are stored through :mod:`secops.pathtext` (a name that is not UTF-8 as ``b
 
 from __future__ import annotations
 
+import itertools
 import os
 import zlib
 from collections.abc import Iterable, Iterator
@@ -115,10 +116,26 @@ class Baseline:
         return int(self._db.execute("SELECT count(*) FROM fim_files").fetchone()[0])
 
     def replace_all(self, records: Iterable[Record]) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM fim_files")
-            self._db.executemany("INSERT INTO fim_files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                 [r.row() for r in records])
+        """The baseline becomes ``records`` (streamed), in one transaction at the end.
+
+        The records go in batches to a TEMP table of this connection first (private to
+        it, gone with it, outside state.db's write lock): a tree's worth is never held in
+        memory, and the daemon's writes to the baseline wait only for the final swap."""
+        self._db.execute("DROP TABLE IF EXISTS temp.fim_files_next")
+        self._db.execute("CREATE TEMP TABLE fim_files_next AS SELECT * FROM main.fim_files "
+                         "WHERE 0")
+        try:
+            rows = (r.row() for r in records)
+            while batch := list(itertools.islice(rows, 1024)):
+                with self._db:
+                    self._db.executemany("INSERT INTO temp.fim_files_next "
+                                         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
+            with self._db:
+                self._db.execute("DELETE FROM main.fim_files")
+                self._db.execute("INSERT OR REPLACE INTO main.fim_files "
+                                 "SELECT * FROM temp.fim_files_next")
+        finally:
+            self._db.execute("DROP TABLE IF EXISTS temp.fim_files_next")
 
     def apply(self, upsert: Iterable[Record], delete: Iterable[str]) -> None:
         with self._db:

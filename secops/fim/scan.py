@@ -198,42 +198,51 @@ def run(roots: Sequence[str], excludes: Sequence[str], baseline: Baseline, mode:
     A scan compares each file's lstat with the stored key (:meth:`Baseline.stat_keys`) and
     builds records only for what it measures and what is gone: an unchanged tree costs a
     walk and one read of the key columns, whatever its size. What the walk finds to measure
-    is measured while the walk goes on."""
+    is measured while the walk goes on, and compared with its record batch by batch: memory
+    holds the changes, not the tree (a baseline streams into its table)."""
     started = time.monotonic()
     report = ScanReport(mode)
     known = {} if mode == "baseline" else baseline.stat_keys()
-    recorded: set[str] = set()  # measured paths the baseline holds a record of
 
     def to_measure() -> Iterator[str]:
         for path, st in walk_stat(roots, excludes):
             report.files += 1
             key = known.pop(path, None)  # what is left in known at the end: not in the tree
             if mode != "scan" or key != stat_key(st):
-                if key is not None:  # (a sketch recorded by an older version: measured anew)
-                    recorded.add(path)
-                yield path
+                yield path  # (a sketch recorded by an older version is measured anew too)
 
-    measured: dict[str, Record] = {}
     gone: set[str] = set()
-    for path, got in measure_many(to_measure(), processes):
-        if isinstance(got, OSError):
-            report.unreadable.append(f"{path}: {got.strerror or got}")
-            continue  # unreadable is not deleted: its record stays as it is
-        if got is None:  # vanished mid-scan, or a symlink now
-            if path in recorded:
+
+    def measured() -> Iterator[Record]:
+        for path, got in measure_many(to_measure(), processes):
+            if isinstance(got, OSError):
+                report.unreadable.append(f"{path}: {got.strerror or got}")
+                continue  # unreadable is not deleted: its record stays as it is
+            if got is None:  # vanished mid-scan, or a symlink now
                 gone.add(path)
-            continue
-        measured[path] = got
-        report.hashed += 1
-        report.hashed_bytes += got.size
-    gone.update(known)
+                continue
+            report.hashed += 1
+            report.hashed_bytes += got.size
+            yield got
+
     if mode == "baseline":
-        baseline.replace_all(measured.values())
+        baseline.replace_all(measured())
     else:
-        old = baseline.get_many([*(p for p in recorded if p in measured), *gone])
-        report.changes = classify(old, measured)
-        fresh = [r for p, r in measured.items() if old.get(p) != r]
-        baseline.apply(fresh, sorted(gone))
+        after: dict[str, Record] = {}   # measured, and not as recorded
+        before: dict[str, Record] = {}  # their records, and those of what is gone
+        stream = measured()
+        while batch := list(itertools.islice(stream, 512)):
+            old = baseline.get_many(r.path for r in batch)
+            for rec in batch:
+                was = old.get(rec.path)
+                if was != rec:
+                    after[rec.path] = rec
+                    if was is not None:
+                        before[rec.path] = was
+        gone.update(known)
+        before.update(baseline.get_many(gone))  # (a vanished file never recorded: none)
+        report.changes = classify(before, after)
+        baseline.apply(after.values(), sorted(p for p in gone if p in before))
     baseline.set_meta("last_" + mode, f"{time.time():.3f}")
     report.seconds = time.monotonic() - started
     return report

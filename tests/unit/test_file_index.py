@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import gc
 import os
+import sqlite3
 import threading
 import tracemalloc
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from secops.fim.baseline import Baseline, Record
 from secops.fim.index import FileIndex
@@ -147,3 +151,33 @@ def test_a_broken_connection_is_reopened_and_never_raises_into_the_caller(
     assert index.path_of_inode(1003) == "/d/000003.csv"
     assert index.get("/d/000004.csv") == rec("/d/000004.csv", 1004)
     index.close()
+
+
+def test_a_new_baseline_streams_in_without_holding_the_table_and_fails_whole(
+        tmp_path: Path) -> None:
+    """``replace_all`` takes a stream: while it is consumed (a tree being measured) another
+    connection, the daemon's, still writes to state.db at once; a stream that breaks off
+    leaves the old baseline exactly as it was, and a finished one replaces it whole."""
+    db = tmp_path / "state.db"
+    base = tree(db, 50)
+    other = sqlite3.connect(db, timeout=0.5)  # the daemon: gives up after half a second
+
+    def measured(n: int, fail_at: int | None = None) -> Iterator[Record]:
+        for i in range(n):
+            if i == 1500:
+                with other:  # mid-stream, after batches went to the staging table
+                    other.execute("INSERT OR REPLACE INTO fim_meta VALUES ('probe', ?)",
+                                  (str(i),))
+            if i == fail_at:
+                raise RuntimeError("the measuring broke off")
+            yield rec(f"/e/{i:06d}.csv", 5000 + i)
+
+    with pytest.raises(RuntimeError):
+        base.replace_all(measured(3000, fail_at=2500))
+    assert base.count() == 50 and base.get("/d/000049.csv") is not None
+    base.replace_all(measured(3000))
+    assert base.count() == 3000 and base.get("/d/000001.csv") is None
+    assert base.get("/e/002999.csv") == rec("/e/002999.csv", 7999)
+    assert base.meta("probe") == "1500"
+    other.close()
+    base.close()
