@@ -88,6 +88,9 @@ class Monitor:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        from secops.fim.probe import warm
+
+        warm()
         t = threading.Thread(target=self._main, name="secops-fim", daemon=True)
         t.start()
         self.threads.append(t)
