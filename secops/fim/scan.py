@@ -173,22 +173,19 @@ def measure_many(paths: Iterable[str], processes: bool = False
     pending: collections.deque[tuple[list[str], Future[list[Record | OSError | None]]]] = \
         collections.deque()
 
-    def drained(block: bool) -> Iterator[tuple[str, Record | OSError | None]]:
-        while pending and (block or pending[0][1].done()):
+    def ready(limit: int) -> Iterator[tuple[str, Record | OSError | None]]:
+        """The finished batches, oldest first, and the oldest while more than ``limit`` are
+        in flight (the walk is ahead: it waits for them)."""
+        while pending and (len(pending) > limit or pending[0][1].done()):
             batch, fut = pending.popleft()
             yield from zip(batch, fut.result(), strict=True)
 
+    rest = itertools.chain(first, source)
     with pool:
-        for at in range(0, len(first), BATCH):
-            pending.append((first[at:at + BATCH], pool.submit(_measure_batch,
-                                                               first[at:at + BATCH])))
-        while batch := list(itertools.islice(source, BATCH)):
+        while batch := list(itertools.islice(rest, BATCH)):
             pending.append((batch, pool.submit(_measure_batch, batch)))
-            yield from drained(block=False)
-            while len(pending) > 4 * workers:  # the walk is ahead: wait for the oldest
-                batch, fut = pending.popleft()
-                yield from zip(batch, fut.result(), strict=True)
-        yield from drained(block=True)
+            yield from ready(4 * workers)
+        yield from ready(0)
 
 
 def run(roots: Sequence[str], excludes: Sequence[str], baseline: Baseline, mode: str,

@@ -602,13 +602,11 @@ def test_a_broken_tsa_answer_is_a_signing_error(lab: Lab, answer: str) -> None:
     """Whatever the TSA sends, signing fails with our SigningError (exit 3) and returns
     nothing: the report is signed in memory, so nothing is half-written."""
     import socket
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from secops.errors import SigningError
     from secops.signing.tsa import HttpTimeStamper
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(pki.QuietHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if answer == "bad status line":
@@ -625,19 +623,12 @@ def test_a_broken_tsa_answer_is_a_signing_error(lab: Lab, answer: str) -> None:
             if answer == "cut off":
                 self.connection.shutdown(socket.SHUT_RDWR)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, thread, base = pki.serve_http(Handler)
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/tsa"
+        url = f"{base}/tsa"
         with pytest.raises(SigningError) as e:
             sign(lab.unsigned, signer_of(lab.key, lab.cert, [lab.ca.cert]),
                  HttpTimeStamper(url, 5))
         assert e.value.exit_code == 3 and "\x1b" not in str(e.value)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        pki.stop_http(server, thread)

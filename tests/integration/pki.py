@@ -186,6 +186,20 @@ def serve_http(handler: type[BaseHTTPRequestHandler]
     return server, thread, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps the test's output clean (no line per request)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def stop_http(server: ThreadingHTTPServer, thread: threading.Thread) -> None:
+    """Stop a server from :func:`serve_http` and wait for its thread."""
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
 class Tsa:
     """An RFC 3161 service on 127.0.0.1 (started once, stopped by ``stop``)."""
 
@@ -213,7 +227,7 @@ class Tsa:
         self.requests = 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 req = tsp.TimeStampReq.load(body)
@@ -224,17 +238,11 @@ class Tsa:
                 self.send_header("Content-Length", str(len(resp)))
                 self.end_headers()
                 self.wfile.write(resp)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
         self.server, self.thread, base = serve_http(Handler)
         self.url = f"{base}/tsa"
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        stop_http(self.server, self.thread)
 
 
 # -- the CRLs ----------------------------------------------------------------------------------
@@ -255,7 +263,7 @@ class CrlServer:
         lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # OCSP: /NAME.ocsp
                 name = self.path.lstrip("/").removesuffix(".ocsp")
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -293,10 +301,6 @@ class CrlServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
         self.server, self.thread, self.base = serve_http(Handler)
 
     def publish(self, name: str, ca: Ca) -> str:
@@ -324,9 +328,7 @@ class CrlServer:
 
     def stop(self) -> None:
         self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        stop_http(self.server, self.thread)
 
 
 class DripServer:
@@ -337,7 +339,7 @@ class DripServer:
     def __init__(self, every: float = 0.3) -> None:
         stop = self.stopping = threading.Event()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 self.send_response(200)
@@ -350,17 +352,12 @@ class DripServer:
                         self.wfile.flush()
                     except OSError:
                         return
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
         self.server, self.thread, base = serve_http(Handler)
         self.url = f"{base}/tsa"
 
     def stop(self) -> None:
         self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server, self.thread)
 
 
 def utcnow() -> datetime:

@@ -58,6 +58,14 @@ def files_in_latest_manifest(office: Office) -> set[str]:
     return set(json.loads(manifest.read_text())["files"])
 
 
+def written_and_backed_up(d: Daemon, office: Office, path: Path, text: str, *,
+                          deadline: float, what: str) -> None:
+    """Write ``path`` and wait until the latest manifest names it and the daemon settled."""
+    path.write_text(text, encoding="utf-8")
+    wait_for(lambda: str(path) in files_in_latest_manifest(office) and settled(d, office),
+             deadline, what)
+
+
 def test_queue_overflow_triggers_an_immediate_rescan(tmp_path: Path) -> None:
     """The daemon's watcher process is stopped (SIGSTOP) while 3000 files appear in a
     watched folder, so its 16-event queue overflows for certain: a writer racing a running
@@ -102,9 +110,8 @@ def test_a_watch_that_cannot_be_added_falls_back_to_polling(office: Office) -> N
         assert "polling instead" in d.log()
         wait_for(lambda: settled(d, office), 60, "the first backup")
         late = office.data / "danh-sach-cu-tri" / "moi.csv"
-        late.write_text("STT,Họ và tên\n1,Vũ Văn Nam\n", encoding="utf-8")
-        wait_for(lambda: str(late) in files_in_latest_manifest(office) and settled(d, office),
-                 60, "the change seen by polling and backed up")
+        written_and_backed_up(d, office, late, "STT,Họ và tên\n1,Vũ Văn Nam\n", deadline=60,
+                              what="the change seen by polling and backed up")
     finally:
         d.stop()
 
@@ -114,9 +121,8 @@ def test_polling_mode_on_request(office: Office) -> None:
     try:
         wait_for(lambda: settled(d, office), 60, "the first backup")
         late = office.data / "bien-ban-kiem-phieu" / "to-bau-cu-09.txt"
-        late.write_text("Biên bản bổ sung\n", encoding="utf-8")
-        wait_for(lambda: str(late) in files_in_latest_manifest(office) and settled(d, office),
-                 60, "the change backed up")
+        written_and_backed_up(d, office, late, "Biên bản bổ sung\n", deadline=60,
+                              what="the change backed up")
     finally:
         d.stop()
 
@@ -144,8 +150,7 @@ def test_a_killed_watcher_process_is_started_again_and_nothing_is_missed(
         wait_for(lambda: str(gap) in files_in_latest_manifest(office) and settled(d, office),
                  90, "the change made while nobody watched backed up")
         after = office.data / "danh-sach-cu-tri" / "sau-khi-khoi-dong-lai.csv"
-        after.write_text("STT,Họ và tên\n1,Lý Văn Sơn\n", encoding="utf-8")
-        wait_for(lambda: str(after) in files_in_latest_manifest(office) and settled(d, office),
-                 90, "a change after the restart backed up")
+        written_and_backed_up(d, office, after, "STT,Họ và tên\n1,Lý Văn Sơn\n", deadline=90,
+                              what="a change after the restart backed up")
     finally:
         d.stop()
